@@ -1,0 +1,165 @@
+"""``novacron-agent``: the hypervisor agent's command line.
+
+``collect`` runs the collectors (once with ``--once``) and prints a summary table or,
+with ``--json``, the full typed sample; ``inventory`` prints the static inventory.
+The flags override the config file, so the same binary runs against fixture roots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from novacron.agent.collectors.base import registry
+from novacron.agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config, with_overrides
+from novacron.agent.runner import CollectionRunner
+from novacron.agent.sample import NodeSample
+from novacron.protos import __version__
+from novacron.protos.runtime.jsonlog import configure_logging
+from novacron.protos.runtime.tomlconfig import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="novacron-agent",
+        description="NovaCron AIOps hypervisor agent: hardware telemetry, features, scores.",
+    )
+    parser.add_argument("--version", action="version", version=f"novacron-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"agent config file (default {DEFAULT_CONFIG_PATH} if it exists)",
+    )
+    common.add_argument("--sysfs-root", type=Path, help="read sysfs from here instead of /sys")
+    common.add_argument("--procfs-root", type=Path, help="read procfs from here instead of /proc")
+    common.add_argument("--smartctl", metavar="PATH", help="smartctl executable to run")
+    common.add_argument("--libvirt-uri", metavar="URI", help="libvirt URI, e.g. test:///default")
+    common.add_argument(
+        "--collectors", metavar="A,B", help="run only these collectors (comma-separated names)"
+    )
+    common.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="override the config's log level",
+    )
+
+    collect = sub.add_parser(
+        "collect",
+        parents=[common],
+        help="collect telemetry and print it",
+        description="Run the enabled collectors and print what they read.",
+    )
+    collect.add_argument("--once", action="store_true", help="collect one sample and exit")
+    collect.add_argument(
+        "--json", action="store_true", help="print the full typed sample as one JSON object"
+    )
+
+    inventory = sub.add_parser(
+        "inventory",
+        parents=[common],
+        help="print the static inventory",
+        description="Print CPU model, flags, topology and NUMA layout.",
+    )
+    inventory.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> AgentConfig:
+    config = load_config(args.config)
+    settings: dict[str, dict[str, Any]] = {}
+    if args.smartctl:
+        settings["smart"] = {"smartctl_path": args.smartctl}
+    if args.libvirt_uri:
+        settings["libvirt"] = {"uri": args.libvirt_uri}
+    only = [c.strip() for c in args.collectors.split(",") if c.strip()] if args.collectors else None
+    return with_overrides(
+        config,
+        sysfs_root=args.sysfs_root,
+        procfs_root=args.procfs_root,
+        only_collectors=only,
+        collector_settings=settings,
+    )
+
+
+def render_summary(sample: NodeSample) -> str:
+    """A readable table: one block per collector, status and duration, then its lines."""
+    known = registry()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(sample.timestamp_seconds))
+    lines = [f"node {sample.node_id}  {stamp}", ""]
+    lines.append(f"{'COLLECTOR':<10} {'STATUS':<8} {'DURATION':>10}")
+    for name, report in sample.reports.items():
+        took = (
+            f"{report.duration_seconds * 1000:.1f} ms"
+            if report.duration_seconds is not None
+            else "-"
+        )
+        lines.append(f"{name:<10} {'ok' if report.ok else 'FAILED':<8} {took:>10}")
+    for name, report in sample.reports.items():
+        lines.append("")
+        lines.append(f"== {name}")
+        if not report.ok:
+            lines.append(f"  error: {report.error}")
+            continue
+        lines.extend(f"  {line}" for line in known[name].factory.summarize(report.data))  # type: ignore[attr-defined]
+    return "\n".join(lines)
+
+
+def cmd_collect(args: argparse.Namespace, config: AgentConfig) -> int:
+    runner = CollectionRunner(config)
+    try:
+        while True:
+            sample = runner.collect()
+            if args.json:
+                print(json.dumps(sample.to_json_dict(), sort_keys=False), flush=True)
+            else:
+                print(render_summary(sample), flush=True)
+            if args.once:
+                return 0
+            time.sleep(config.agent.interval_seconds)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        runner.close()
+
+
+def cmd_inventory(args: argparse.Namespace, config: AgentConfig) -> int:
+    config = with_overrides(config, only_collectors=["cpuinfo"])
+    runner = CollectionRunner(config)
+    try:
+        sample = runner.collect()
+    finally:
+        runner.close()
+    report = sample.reports["cpuinfo"]
+    if args.json:
+        print(json.dumps(sample.to_json_dict()["cpuinfo"]))
+    elif report.ok:
+        print("\n".join(registry()["cpuinfo"].factory.summarize(report.data)))  # type: ignore[attr-defined]
+    else:
+        print(f"inventory failed: {report.error}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"novacron-agent: config error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(args.log_level or config.agent.log_level)
+    if args.command == "collect":
+        return cmd_collect(args, config)
+    return cmd_inventory(args, config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

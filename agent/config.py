@@ -1,0 +1,147 @@
+"""The agent's configuration file (``/etc/novacron/agent.toml``), validated at start-up.
+
+Layout::
+
+    [agent]
+    node_id = "hv-017"              # default: the host name
+    interval_seconds = 10.0
+    collector_timeout_seconds = 30.0
+    sysfs_root = "/sys"
+    procfs_root = "/proc"
+    log_level = "info"
+
+    [collectors.smart]               # one table per registered collector
+    enabled = true
+    smartctl_path = "/usr/sbin/smartctl"
+
+Any unknown key, unknown collector or wrong value stops start-up naming key and file.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from novacron.agent.collectors.base import (
+    CollectorContext,
+    CollectorSettings,
+    default_settings,
+    registry,
+)
+from novacron.protos.runtime.tomlconfig import ConfigError, build, positive, read_toml
+
+DEFAULT_CONFIG_PATH = Path("/etc/novacron/agent.toml")
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    node_id: str | None = None
+    interval_seconds: float = 10.0
+    # A collector that has not answered by then is reported as timed out for this
+    # cycle; it is not started again until its stuck call returns.
+    collector_timeout_seconds: float = 30.0
+    sysfs_root: Path = Path("/sys")
+    procfs_root: Path = Path("/proc")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def __post_init__(self) -> None:
+        positive("interval_seconds", self.interval_seconds)
+        positive("collector_timeout_seconds", self.collector_timeout_seconds)
+        if self.node_id is not None and not self.node_id.strip():
+            raise ValueError("node_id: must not be empty")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    agent: AgentSettings = field(default_factory=AgentSettings)
+    collectors: dict[str, CollectorSettings] = field(default_factory=dict)
+    source: str = "<defaults>"
+
+    @property
+    def node_id(self) -> str:
+        return self.agent.node_id or socket.gethostname()
+
+    @property
+    def context(self) -> CollectorContext:
+        return CollectorContext(
+            sysfs_root=self.agent.sysfs_root, procfs_root=self.agent.procfs_root
+        )
+
+    def enabled_collectors(self) -> list[str]:
+        return [name for name, s in self.collectors.items() if s.enabled]
+
+
+def parse_config(data: dict[str, Any], source: str) -> AgentConfig:
+    """Validate a parsed TOML document; every problem is a ConfigError naming the key."""
+    unknown = set(data) - {"agent", "collectors"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(source, key, "unknown section (known: agent, collectors)")
+    agent = build(AgentSettings, data.get("agent", {}), source, "agent")
+    known = registry()
+    tables = data.get("collectors", {})
+    if not isinstance(tables, dict):
+        raise ConfigError(source, "collectors", "expected a table of [collectors.<name>] tables")
+    for name in tables:
+        if name not in known:
+            raise ConfigError(
+                source,
+                f"collectors.{name}",
+                f"unknown collector (known: {', '.join(sorted(known))})",
+            )
+    collectors: dict[str, CollectorSettings] = {}
+    for name, info in sorted(known.items()):
+        if name in tables:
+            table = (
+                {"enabled": info.default_enabled, **tables[name]}
+                if isinstance(tables[name], dict)
+                else tables[name]
+            )
+            collectors[name] = build(info.settings_type, table, source, f"collectors.{name}")
+        else:
+            collectors[name] = default_settings(info)
+    return AgentConfig(agent=agent, collectors=collectors, source=source)
+
+
+def load_config(path: Path | None) -> AgentConfig:
+    """Load ``path``; without one, the default path if it exists, else built-in defaults."""
+    if path is None:
+        if not DEFAULT_CONFIG_PATH.exists():
+            return parse_config({}, "<defaults>")
+        path = DEFAULT_CONFIG_PATH
+    return parse_config(read_toml(path), str(path))
+
+
+def with_overrides(
+    config: AgentConfig,
+    *,
+    sysfs_root: Path | None = None,
+    procfs_root: Path | None = None,
+    only_collectors: list[str] | None = None,
+    collector_settings: dict[str, dict[str, Any]] | None = None,
+) -> AgentConfig:
+    """Apply command-line overrides (they win over the file, for tests and troubleshooting).
+
+    ``only_collectors`` enables exactly those collectors; ``collector_settings`` replaces
+    fields of one collector's settings (e.g. ``{"smart": {"smartctl_path": "..."}}``).
+    """
+    agent = config.agent
+    if sysfs_root is not None:
+        agent = replace(agent, sysfs_root=sysfs_root)
+    if procfs_root is not None:
+        agent = replace(agent, procfs_root=procfs_root)
+    collectors = dict(config.collectors)
+    if only_collectors is not None:
+        unknown = [n for n in only_collectors if n not in collectors]
+        if unknown:
+            raise ConfigError(
+                "--collectors",
+                unknown[0],
+                f"unknown collector (known: {', '.join(sorted(collectors))})",
+            )
+        collectors = {n: replace(s, enabled=n in only_collectors) for n, s in collectors.items()}
+    for name, changes in (collector_settings or {}).items():
+        collectors[name] = replace(collectors[name], **changes)
+    return replace(config, agent=agent, collectors=collectors)

@@ -1,0 +1,123 @@
+"""Run every enabled collector once per cycle, isolated from each other.
+
+Each collector runs in its own worker thread with a deadline. One that raises gives a
+failed report; one that hangs (a sick disk under smartctl, a stuck libvirt domain) is
+reported as timed out and is not started again until its call returns, so a hang costs
+one thread, never the cycle and never the other collectors.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, wait
+from typing import Any
+
+from novacron.agent.collectors.base import Collector, registry
+from novacron.agent.config import AgentConfig
+from novacron.agent.metrics import COLLECTOR_DURATION, COLLECTOR_RUNS, COLLECTOR_SUCCESS
+from novacron.agent.sample import CollectorReport, NodeSample
+from novacron.protos.runtime.jsonlog import LogOnce
+
+log = logging.getLogger(__name__)
+
+
+class CollectionRunner:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.collectors: dict[str, Collector[Any]] = {}
+        self._broken: dict[str, str] = {}
+        known = registry()
+        for name in config.enabled_collectors():
+            try:
+                self.collectors[name] = known[name].factory(config.context, config.collectors[name])
+            except Exception as exc:  # a broken collector must not stop the agent
+                log.exception("collector failed to start", extra={"collector": name})
+                self._broken[name] = f"failed to start: {exc}"
+        self._running: dict[str, tuple[Future[tuple[Any, float]], float]] = {}
+        self._log = LogOnce(log)
+
+    def collect(self) -> NodeSample:
+        """One cycle: start every idle collector, wait up to the timeout, report all."""
+        now = time.time()
+        for name, collector in self.collectors.items():
+            if name not in self._running:
+                self._running[name] = (_start(collector, now), now)
+        timeout = self.config.agent.collector_timeout_seconds
+        wait([f for f, _ in self._running.values()], timeout=timeout)
+        reports: dict[str, CollectorReport] = {}
+        for name in self.config.enabled_collectors():
+            reports[name] = self._report(name)
+        return NodeSample(self.config.node_id, now, reports)
+
+    def _report(self, name: str) -> CollectorReport:
+        if name in self._broken:
+            return CollectorReport(name, False, None, self._broken[name], None)
+        future, started = self._running[name]
+        if not future.done():
+            stuck_for = time.time() - started
+            self._log.problem(
+                name,
+                logging.ERROR,
+                "collector timed out",
+                collector=name,
+                running_seconds=round(stuck_for, 1),
+            )
+            COLLECTOR_RUNS.labels(name, "timeout").inc()
+            COLLECTOR_SUCCESS.labels(name).set(0)
+            return CollectorReport(
+                name,
+                False,
+                None,
+                f"timed out: still running after {stuck_for:.1f} s",
+                None,
+            )
+        del self._running[name]
+        try:
+            data, duration = future.result()
+        except Exception as exc:
+            self._log.problem(
+                name,
+                logging.ERROR,
+                "collector failed",
+                collector=name,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            COLLECTOR_RUNS.labels(name, "error").inc()
+            COLLECTOR_SUCCESS.labels(name).set(0)
+            return CollectorReport(name, False, None, f"{type(exc).__name__}: {exc}", None)
+        self._log.recovered(name, "collector works again", collector=name)
+        COLLECTOR_RUNS.labels(name, "ok").inc()
+        COLLECTOR_SUCCESS.labels(name).set(1)
+        COLLECTOR_DURATION.labels(name).set(duration)
+        return CollectorReport(name, True, duration, None, data)
+
+    def close(self) -> None:
+        for name, collector in self.collectors.items():
+            try:
+                collector.close()
+            except Exception:
+                log.exception("collector failed to close", extra={"collector": name})
+
+
+def _start(collector: Collector[Any], now: float) -> Future[tuple[Any, float]]:
+    """Run ``collector.collect`` in a daemon thread.
+
+    Not a ThreadPoolExecutor: its workers are joined at interpreter exit, so one hung
+    collector would keep the agent from stopping.
+    """
+    future: Future[tuple[Any, float]] = Future()
+
+    def run() -> None:
+        start = time.perf_counter()
+        try:
+            data = collector.collect(now)
+        except BaseException as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result((data, time.perf_counter() - start))
+
+    future.set_running_or_notify_cancel()
+    threading.Thread(target=run, name=f"collector-{collector.name}", daemon=True).start()
+    return future

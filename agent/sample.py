@@ -1,0 +1,65 @@
+"""What one collection cycle produced, and its JSON form.
+
+``NodeSample`` holds one :class:`CollectorReport` per enabled collector. The JSON form
+(``novacron-agent collect --once --json``, documented in ``docs/telemetry.md``) is one
+object: ``node_id``, ``timestamp_seconds`` and one key per collector, each
+``{"ok", "duration_seconds", "error", "data"}``; ``data`` is the collector's typed
+readings with units in the field names and ``null`` where a value is not available.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CollectorReport:
+    collector: str
+    ok: bool
+    duration_seconds: float | None  # None when the collector did not finish this cycle
+    error: str | None
+    data: Any | None
+
+
+@dataclass(frozen=True)
+class NodeSample:
+    node_id: str
+    timestamp_seconds: float
+    reports: dict[str, CollectorReport]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"node_id": self.node_id, "timestamp_seconds": self.timestamp_seconds}
+        for name, report in self.reports.items():
+            out[name] = {
+                "ok": report.ok,
+                "duration_seconds": report.duration_seconds,
+                "error": report.error,
+                "data": to_jsonable(report.data),
+            }
+        return out
+
+
+def to_jsonable(value: Any) -> Any:
+    """Turn readings (dataclasses, tuples, enums, paths) into JSON-ready values.
+
+    NaN and infinities become ``None``: JSON has no such numbers, and they only ever
+    mean "no meaningful value" in our readings.
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,1 @@
+"""Conventions both programs share: JSON logs and strict TOML config loading."""
