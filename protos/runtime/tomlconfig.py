@@ -130,3 +130,29 @@ def _join(prefix: str, key: str) -> str:
 
 def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
+
+
+def to_toml_table(name: str, settings: Any) -> str:
+    """Render one settings dataclass as a ``[name]`` TOML table (round-trips via build).
+
+    Unset optional values (``None``) are written as comments, since TOML has no null.
+    """
+    lines = [f"[{name}]"]
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if value is None:
+            lines.append(f"# {f.name} = (not set)")
+        else:
+            lines.append(f"{f.name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
