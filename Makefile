@@ -36,7 +36,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP) $(MYPY_SRC)/novacron
 	MYPYPATH=$(MYPY_SRC) $(BIN)/mypy $(addprefix -p novacron.,$(PACKAGES))
-	$(BIN)/mypy bench tests
+	MYPYPATH=$(MYPY_SRC) $(BIN)/mypy bench tests
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q -n 2 $(PYTEST_ARGS)

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from novacron.agent.collectors.base import registry
-from novacron.agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config, with_overrides
+from novacron.agent.config import (
+    DEFAULT_CONFIG_PATH,
+    AgentConfig,
+    load_config,
+    render_config,
+    with_overrides,
+)
 from novacron.agent.runner import CollectionRunner
 from novacron.agent.sample import NodeSample
 from novacron.protos import __version__
@@ -70,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print CPU model, flags, topology and NUMA layout.",
     )
     inventory.add_argument("--json", action="store_true", help="print JSON")
+
+    sub.add_parser(
+        "config",
+        parents=[common],
+        help="print the effective configuration as TOML",
+        description="Validate the config file and flags, then print every setting with "
+        "its effective value (a complete, valid agent.toml).",
+    )
     return parser
 
 
@@ -115,6 +129,8 @@ def render_summary(sample: NodeSample) -> str:
 
 def cmd_collect(args: argparse.Namespace, config: AgentConfig) -> int:
     runner = CollectionRunner(config)
+    interval = config.agent.interval_seconds
+    next_cycle = time.monotonic()
     try:
         while True:
             sample = runner.collect()
@@ -124,7 +140,10 @@ def cmd_collect(args: argparse.Namespace, config: AgentConfig) -> int:
                 print(render_summary(sample), flush=True)
             if args.once:
                 return 0
-            time.sleep(config.agent.interval_seconds)
+            # Fixed rate, not fixed delay: a slow cycle does not shift the next one, and
+            # a cycle longer than the interval starts the next one at once.
+            next_cycle = max(next_cycle + interval, time.monotonic())
+            time.sleep(next_cycle - time.monotonic())
     except KeyboardInterrupt:
         return 130
     finally:
@@ -158,6 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level or config.agent.log_level)
     if args.command == "collect":
         return cmd_collect(args, config)
+    if args.command == "config":
+        print(render_config(config), end="")
+        return 0
     return cmd_inventory(args, config)
 
 

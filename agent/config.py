@@ -30,7 +30,13 @@ from novacron.agent.collectors.base import (
     default_settings,
     registry,
 )
-from novacron.protos.runtime.tomlconfig import ConfigError, build, positive, read_toml
+from novacron.protos.runtime.tomlconfig import (
+    ConfigError,
+    build,
+    positive,
+    read_toml,
+    to_toml_table,
+)
 
 DEFAULT_CONFIG_PATH = Path("/etc/novacron/agent.toml")
 
@@ -145,3 +151,12 @@ def with_overrides(
     for name, changes in (collector_settings or {}).items():
         collectors[name] = replace(collectors[name], **changes)
     return replace(config, agent=agent, collectors=collectors)
+
+
+def render_config(config: AgentConfig) -> str:
+    """The effective configuration as a TOML document that ``parse_config`` accepts."""
+    tables = [to_toml_table("agent", config.agent)]
+    tables += [to_toml_table(f"collectors.{n}", s) for n, s in sorted(config.collectors.items())]
+    return f"# effective configuration (from {config.source} and command-line flags)\n" + "\n".join(
+        tables
+    )
