@@ -9,11 +9,11 @@ one thread, never the cycle and never the other collectors.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from concurrent.futures import Future, wait
 from typing import Any
 
+from novacron.agent.collectors._deadline import start_in_thread
 from novacron.agent.collectors.base import Collector, registry
 from novacron.agent.config import AgentConfig
 from novacron.agent.metrics import COLLECTOR_DURATION, COLLECTOR_RUNS, COLLECTOR_SUCCESS
@@ -102,22 +102,10 @@ class CollectionRunner:
 
 
 def _start(collector: Collector[Any], now: float) -> Future[tuple[Any, float]]:
-    """Run ``collector.collect`` in a daemon thread.
+    """Run ``collector.collect`` in a daemon thread, timing it."""
 
-    Not a ThreadPoolExecutor: its workers are joined at interpreter exit, so one hung
-    collector would keep the agent from stopping.
-    """
-    future: Future[tuple[Any, float]] = Future()
+    def timed() -> tuple[Any, float]:
+        began = time.perf_counter()
+        return collector.collect(now), time.perf_counter() - began
 
-    def run() -> None:
-        start = time.perf_counter()
-        try:
-            data = collector.collect(now)
-        except BaseException as exc:
-            future.set_exception(exc)
-        else:
-            future.set_result((data, time.perf_counter() - start))
-
-    future.set_running_or_notify_cancel()
-    threading.Thread(target=run, name=f"collector-{collector.name}", daemon=True).start()
-    return future
+    return start_in_thread(timed, f"collector-{collector.name}")

@@ -97,6 +97,17 @@ class AvailabilityTracker:
             out.append(UnavailableDevice(device=key, unavailable_since=since, reason=reason))
         return tuple(out)
 
+    def forget(self, keys: Iterable[str]) -> None:
+        """Stop tracking ``keys``: their absence is expected, not silence.
+
+        For sources where leaving is normal and observable (a VM undefined or migrated
+        away is no longer listed by libvirt at all), so the list of known devices does
+        not grow for ever on a busy hypervisor.
+        """
+        for key in keys:
+            self._known.discard(key)
+            self._since.pop(key, None)
+
 
 class Collector(ABC, Generic[SettingsT]):
     """One telemetry source. Subclasses set ``name`` and implement :meth:`collect`."""

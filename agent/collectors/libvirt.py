@@ -128,7 +128,11 @@ class LibvirtCollector(Collector[LibvirtSettings]):
         except ConnectionLost as exc:
             self._lose_connection(conn, str(exc))
             return self._offline(now)
-        self._last_seen = {d.name for d in domains} | set(failed)
+        listed = {d.name for d in domains} | set(failed)
+        # A domain libvirt no longer lists was undefined or migrated away: that is not
+        # silence, so it leaves the availability bookkeeping instead of lingering there.
+        self._tracker.forget(self._last_seen - listed)
+        self._last_seen = listed
         return LibvirtReadings(
             uri=self.settings.uri,
             connected=True,
