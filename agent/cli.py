@@ -23,8 +23,11 @@ from novacron.agent.config import (
     render_config,
     with_overrides,
 )
+from novacron.agent.intelligence import NodeIntelligence
 from novacron.agent.runner import CollectionRunner
-from novacron.agent.sample import NodeSample
+from novacron.agent.sample import NodeSample, to_jsonable
+from novacron.agent.scores_view import render_scores
+from novacron.agent.scoring import NodeScores
 from novacron.protos import __version__
 from novacron.protos.runtime.jsonlog import configure_logging
 from novacron.protos.runtime.tomlconfig import ConfigError
@@ -67,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--once", action="store_true", help="collect one sample and exit")
     collect.add_argument(
         "--json", action="store_true", help="print the full typed sample as one JSON object"
+    )
+    collect.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="restore feature windows from DIR before collecting and save them after, "
+        "so repeated --once runs build history (default: windows in memory only)",
     )
 
     inventory = sub.add_parser(
@@ -127,23 +137,37 @@ def render_summary(sample: NodeSample) -> str:
     return "\n".join(lines)
 
 
+def render_output(sample: NodeSample, scores: NodeScores | None, *, as_json: bool) -> str:
+    """One cycle as printed: JSON with a top-level ``scores`` key, or the table."""
+    if as_json:
+        document = sample.to_json_dict()
+        document["scores"] = to_jsonable(scores)
+        return json.dumps(document, sort_keys=False)
+    return "\n".join([render_summary(sample), "", "== scores", *_indent(render_scores(scores))])
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return [f"  {line}" for line in lines]
+
+
 def cmd_collect(args: argparse.Namespace, config: AgentConfig) -> int:
+    intelligence = NodeIntelligence(config, state_dir=args.state_dir)
+    intelligence.restore(time.time())
     runner = CollectionRunner(config)
     interval = config.agent.interval_seconds
     next_cycle = time.monotonic()
     try:
         while True:
             sample = runner.collect()
-            if args.json:
-                print(json.dumps(sample.to_json_dict(), sort_keys=False), flush=True)
-            else:
-                print(render_summary(sample), flush=True)
+            scores = intelligence.observe(sample)
+            intelligence.save(sample.timestamp_seconds)
+            print(render_output(sample, scores, as_json=args.json), flush=True)
             if args.once:
                 return 0
             # Fixed rate, not fixed delay: a slow cycle does not shift the next one, and
             # a cycle longer than the interval starts the next one at once.
             next_cycle = max(next_cycle + interval, time.monotonic())
-            time.sleep(next_cycle - time.monotonic())
+            time.sleep(max(0.0, next_cycle - time.monotonic()))
     except KeyboardInterrupt:
         return 130
     finally:

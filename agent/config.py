@@ -9,6 +9,11 @@ Layout::
     sysfs_root = "/sys"
     procfs_root = "/proc"
     log_level = "info"
+    state_dir = "/var/lib/novacron-agent"   # feature windows survive restarts here
+
+    [scoring]
+    enabled = true
+    models_dir = "<the bundled models>"
 
     [collectors.smart]               # one table per registered collector
     enabled = true
@@ -30,6 +35,7 @@ from novacron.agent.collectors.base import (
     default_settings,
     registry,
 )
+from novacron.models.card import BUNDLED_DIR
 from novacron.protos.runtime.tomlconfig import (
     ConfigError,
     build,
@@ -51,6 +57,9 @@ class AgentSettings:
     sysfs_root: Path = Path("/sys")
     procfs_root: Path = Path("/proc")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Feature windows are saved here (``features.npz``) and restored at start, so a
+    # restarted agent keeps its last day of history instead of being blind for 24 h.
+    state_dir: Path = Path("/var/lib/novacron-agent")
 
     def __post_init__(self) -> None:
         positive("interval_seconds", self.interval_seconds)
@@ -60,9 +69,19 @@ class AgentSettings:
 
 
 @dataclass(frozen=True)
+class ScoringSettings:
+    """Local inference with the ONNX models (failure prediction, anomaly detection)."""
+
+    enabled: bool = True
+    # Every ``<name>.card.json`` + ``.onnx`` here is verified (sha256, schema) and loaded.
+    models_dir: Path = BUNDLED_DIR
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     agent: AgentSettings = field(default_factory=AgentSettings)
     collectors: dict[str, CollectorSettings] = field(default_factory=dict)
+    scoring: ScoringSettings = field(default_factory=ScoringSettings)
     source: str = "<defaults>"
 
     @property
@@ -81,11 +100,12 @@ class AgentConfig:
 
 def parse_config(data: dict[str, Any], source: str) -> AgentConfig:
     """Validate a parsed TOML document; every problem is a ConfigError naming the key."""
-    unknown = set(data) - {"agent", "collectors"}
+    unknown = set(data) - {"agent", "collectors", "scoring"}
     if unknown:
         key = sorted(unknown)[0]
-        raise ConfigError(source, key, "unknown section (known: agent, collectors)")
+        raise ConfigError(source, key, "unknown section (known: agent, collectors, scoring)")
     agent = build(AgentSettings, data.get("agent", {}), source, "agent")
+    scoring = build(ScoringSettings, data.get("scoring", {}), source, "scoring")
     known = registry()
     tables = data.get("collectors", {})
     if not isinstance(tables, dict):
@@ -108,7 +128,12 @@ def parse_config(data: dict[str, Any], source: str) -> AgentConfig:
             collectors[name] = build(info.settings_type, table, source, f"collectors.{name}")
         else:
             collectors[name] = default_settings(info)
-    return AgentConfig(agent=agent, collectors=collectors, source=source)
+        interval = collectors[name].interval_seconds
+        if interval is not None and interval <= 0:
+            raise ConfigError(
+                source, f"collectors.{name}.interval_seconds", f"must be > 0, got {interval}"
+            )
+    return AgentConfig(agent=agent, collectors=collectors, scoring=scoring, source=source)
 
 
 def load_config(path: Path | None) -> AgentConfig:
@@ -155,7 +180,7 @@ def with_overrides(
 
 def render_config(config: AgentConfig) -> str:
     """The effective configuration as a TOML document that ``parse_config`` accepts."""
-    tables = [to_toml_table("agent", config.agent)]
+    tables = [to_toml_table("agent", config.agent), to_toml_table("scoring", config.scoring)]
     tables += [to_toml_table(f"collectors.{n}", s) for n, s in sorted(config.collectors.items())]
     return f"# effective configuration (from {config.source} and command-line flags)\n" + "\n".join(
         tables

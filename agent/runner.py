@@ -36,14 +36,17 @@ class CollectionRunner:
                 log.exception("collector failed to start", extra={"collector": name})
                 self._broken[name] = f"failed to start: {exc}"
         self._running: dict[str, tuple[Future[tuple[Any, float]], float]] = {}
+        self._last_start: dict[str, float] = {}
+        self._last_report: dict[str, CollectorReport] = {}
         self._log = LogOnce(log)
 
     def collect(self) -> NodeSample:
         """One cycle: start every idle collector, wait up to the timeout, report all."""
         now = time.time()
         for name, collector in self.collectors.items():
-            if name not in self._running:
+            if name not in self._running and self._due(name, now):
                 self._running[name] = (_start(collector, now), now)
+                self._last_start[name] = now
         timeout = self.config.agent.collector_timeout_seconds
         wait([f for f, _ in self._running.values()], timeout=timeout)
         reports: dict[str, CollectorReport] = {}
@@ -51,9 +54,32 @@ class CollectionRunner:
             reports[name] = self._report(name)
         return NodeSample(self.config.node_id, now, reports)
 
+    def _due(self, name: str, now: float) -> bool:
+        """Whether a collector with its own interval_seconds should run this cycle.
+
+        Half an agent interval of slack, so a 60 s collector on a 10 s loop runs every
+        sixth cycle even when cycles start a few milliseconds early.
+        """
+        interval = self.config.collectors[name].interval_seconds
+        last = self._last_start.get(name)
+        if interval is None or last is None:
+            return True
+        return now - last >= interval - self.config.agent.interval_seconds / 2
+
     def _report(self, name: str) -> CollectorReport:
         if name in self._broken:
             return CollectorReport(name, False, None, self._broken[name], None)
+        if name not in self._running:
+            return self._last_report[name]  # not due this cycle: the last reading stands
+        report = self._finish(name)
+        if report.ok:
+            self._last_report[name] = report
+        else:
+            self._last_report.pop(name, None)
+            self._last_start.pop(name, None)  # retry a failed collector next cycle
+        return report
+
+    def _finish(self, name: str) -> CollectorReport:
         future, started = self._running[name]
         if not future.done():
             stuck_for = time.time() - started
@@ -91,7 +117,7 @@ class CollectionRunner:
         COLLECTOR_RUNS.labels(name, "ok").inc()
         COLLECTOR_SUCCESS.labels(name).set(1)
         COLLECTOR_DURATION.labels(name).set(duration)
-        return CollectorReport(name, True, duration, None, data)
+        return CollectorReport(name, True, duration, None, data, collected_at_seconds=started)
 
     def close(self) -> None:
         for name, collector in self.collectors.items():

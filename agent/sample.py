@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,9 @@ class CollectorReport:
     duration_seconds: float | None  # None when the collector did not finish this cycle
     error: str | None
     data: Any | None
+    # Cycle time the data was read in: older than the sample's own time when the
+    # collector polls less often than every cycle (its interval_seconds).
+    collected_at_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class NodeSample:
                 "ok": report.ok,
                 "duration_seconds": report.duration_seconds,
                 "error": report.error,
+                "collected_at_seconds": report.collected_at_seconds,
                 "data": to_jsonable(report.data),
             }
         return out
@@ -50,8 +55,13 @@ def to_jsonable(value: Any) -> Any:
     NaN and infinities become ``None``: JSON has no such numbers, and they only ever
     mean "no meaningful value" in our readings.
     """
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    names = _field_names(type(value))
+    if names is not None:
+        return {name: to_jsonable(getattr(value, name)) for name in names}
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
@@ -60,6 +70,13 @@ def to_jsonable(value: Any) -> Any:
         return value.value
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
     return value
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """Field names of a dataclass type, None for other types (cached: a sample holds
+    thousands of small records of a few dozen types)."""
+    if dataclasses.is_dataclass(cls):
+        return tuple(f.name for f in dataclasses.fields(cls))
+    return None

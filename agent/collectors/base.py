@@ -31,6 +31,10 @@ class CollectorSettings:
     """Settings every collector has; subclasses add their own fields (with defaults)."""
 
     enabled: bool = True
+    # Poll at most this often; between polls the runner reports the last reading with
+    # its own collection time. None: every cycle. Slow-changing, costly sources (SMART:
+    # one subprocess per disk) set a default of their own.
+    interval_seconds: float | None = None
 
 
 SettingsT = TypeVar("SettingsT", bound=CollectorSettings)

@@ -107,7 +107,7 @@ def test_collect_json_is_one_object(as_json: subprocess.CompletedProcess[str]) -
     assert isinstance(sample["timestamp_seconds"], float)
     for name in ("host", "cpuinfo"):
         report = sample[name]
-        assert set(report) == {"ok", "duration_seconds", "error", "data"}
+        assert set(report) == {"ok", "duration_seconds", "error", "collected_at_seconds", "data"}
         assert report["ok"] is True
         assert report["error"] is None
         assert report["duration_seconds"] > 0
@@ -177,3 +177,40 @@ def test_unknown_collector_exits_2_naming_it(node: Node) -> None:
     result = agent("collect", "--once", "--collectors", "host,nosuch", "--config", str(node.config))
     assert result.returncode == 2
     assert "--collectors: nosuch: unknown collector" in result.stderr
+
+
+def test_collect_loop_keeps_going_when_cycles_overrun_the_interval(
+    node: Node, tmp_path: Path
+) -> None:
+    """A cycle longer than the interval starts the next one at once, never crashes."""
+    import signal
+    import time
+
+    config = tmp_path / "fast.toml"
+    config.write_text('[agent]\nnode_id = "loop"\ninterval_seconds = 0.001\n')
+    args = [
+        AGENT,
+        "collect",
+        "--json",
+        "--collectors",
+        "host",
+        "--config",
+        str(config),
+        "--sysfs-root",
+        str(node.sysfs),
+        "--procfs-root",
+        str(node.procfs),
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) >= 3, err
+    stamps = [line["timestamp_seconds"] for line in lines]
+    assert stamps == sorted(stamps)
+    assert proc.returncode == 130

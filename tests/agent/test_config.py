@@ -199,3 +199,15 @@ def test_settings_are_frozen() -> None:
     assert isinstance(settings, CollectorSettings)
     with pytest.raises(AttributeError):
         settings.enabled = False  # type: ignore[misc]
+
+
+def test_collector_interval_must_be_positive_and_smart_defaults_to_a_minute() -> None:
+    import pytest as _pytest
+
+    from novacron.agent.config import parse_config
+    from novacron.protos.runtime.tomlconfig import ConfigError
+
+    assert parse_config({}, "t").collectors["smart"].interval_seconds == 60.0
+    assert parse_config({}, "t").collectors["host"].interval_seconds is None
+    with _pytest.raises(ConfigError, match=r"t: collectors.hwmon.interval_seconds: must be > 0"):
+        parse_config({"collectors": {"hwmon": {"interval_seconds": 0}}}, "t")

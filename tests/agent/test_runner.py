@@ -211,7 +211,7 @@ def test_sample_json_shape(controls: Controls) -> None:
     data = runner_for(ok, raising).collect().to_json_dict()
     assert list(data) == ["node_id", "timestamp_seconds", ok, raising]
     assert data[ok]["data"] == {"value": 1}
-    assert set(data[raising]) == {"ok", "duration_seconds", "error", "data"}
+    assert set(data[raising]) == {"ok", "duration_seconds", "error", "collected_at_seconds", "data"}
 
 
 def _still_running(runner: CollectionRunner, name: str) -> bool:
@@ -224,3 +224,35 @@ def _wait_until(condition: Any, timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.01)
+
+
+def test_collector_with_its_own_interval_is_reused_between_polls(controls: Controls) -> None:
+    every, sparse = register_collector("ok", controls), register_collector("ok", Controls())
+    collectors = {
+        every: CollectorSettings(enabled=True),
+        sparse: CollectorSettings(enabled=True, interval_seconds=0.4),
+    }
+    agent = AgentSettings(
+        node_id="n", interval_seconds=0.1, collector_timeout_seconds=TIMEOUT_SECONDS
+    )
+    runner = CollectionRunner(AgentConfig(agent=agent, collectors=collectors, source="test"))
+    first = runner.collect()
+    second = runner.collect()
+    assert second.reports[every].data == Reading(2)
+    assert second.reports[sparse] is first.reports[sparse]  # reused, not re-read
+    assert second.reports[sparse].collected_at_seconds == first.timestamp_seconds
+    time.sleep(0.4)
+    third = runner.collect()
+    assert third.reports[sparse].data == Reading(2)
+    assert third.reports[sparse].collected_at_seconds == third.timestamp_seconds
+
+
+def test_failed_collector_with_an_interval_is_retried_next_cycle() -> None:
+    flaky = Controls()
+    name = register_collector("raising", flaky)
+    collectors = {name: CollectorSettings(enabled=True, interval_seconds=3600.0)}
+    agent = AgentSettings(node_id="n", collector_timeout_seconds=TIMEOUT_SECONDS)
+    runner = CollectionRunner(AgentConfig(agent=agent, collectors=collectors, source="test"))
+    runner.collect()
+    runner.collect()
+    assert flaky.calls == 2

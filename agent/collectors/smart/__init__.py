@@ -55,6 +55,10 @@ MAX_PARALLEL_DEVICES = 16
 
 @dataclass(frozen=True)
 class SmartSettings(CollectorSettings):
+    # SMART attributes change over hours, and each poll runs smartctl once per disk (a
+    # sick disk can take seconds to answer): poll once a minute, as smartctl_exporter's
+    # default --smartctl.interval does, not every agent cycle.
+    interval_seconds: float | None = 60.0
     smartctl_path: str = "smartctl"  # looked up on PATH unless absolute
     backend: Literal["auto", "json", "pysmart"] = "auto"  # auto: json from smartctl 7.0
     timeout_seconds: float = 20.0  # per smartctl call, and per disk for pySMART

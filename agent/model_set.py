@@ -1,0 +1,262 @@
+"""Find, verify and load the models the agent scores with, once, at start-up.
+
+Every ``<name>.card.json`` in the models directory (the bundled one by default) is a
+candidate. :meth:`OnnxModel.load <novacron.models.runtime.OnnxModel.load>` checks the
+file's sha256 against its card and the card's schema against ours before onnxruntime
+reads a byte; then the card is checked against the output contract (failure models:
+``probabilities`` with P(failure within ``horizons_seconds[0]``) in column 1; anomaly
+models: the output the card names, higher = more anomalous, warning/critical
+thresholds) and the model is run once on a neutral row to prove its output shape.
+
+A model that fails any check is refused with its reason and the others still load; a
+role with no model at all (node failure, disk failure, node anomaly, VM anomaly) is
+logged once and its scores are ``None``. Nothing here can stop the agent.
+
+Roles come from the card (``kind`` and feature schema), not from file names, so a
+retrained ``node-failure-2h`` is picked up without code changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from novacron.models.card import CARD_SUFFIX
+from novacron.models.runtime import OnnxModel
+
+log = logging.getLogger(__name__)
+
+Role = Literal["node-failure", "disk-failure", "node-anomaly", "vm-anomaly"]
+ROLES: tuple[Role, ...] = ("node-failure", "disk-failure", "node-anomaly", "vm-anomaly")
+_ROLE_BY_CARD: dict[tuple[str, str], Role] = {
+    ("failure", "node"): "node-failure",
+    ("failure", "disk"): "disk-failure",
+    ("anomaly", "node"): "node-anomaly",
+    ("anomaly", "vm"): "vm-anomaly",
+}
+PROBABILITIES = "probabilities"
+DEFAULT_FEATURE_Z = 3.5
+
+FloatArray32 = npt.NDArray[np.float32]
+
+
+class ModelRefused(Exception):
+    """A model that loaded but does not keep the scoring contract."""
+
+
+@dataclass(frozen=True)
+class FailureModel:
+    model: OnnxModel
+    horizon_seconds: float
+    alert_threshold: float | None
+    calibration_bins: tuple[tuple[float, float, float, float], ...]  # empty: no CI
+    baseline: FloatArray32 | None  # None: no contributing factors
+
+    @property
+    def name(self) -> str:
+        return self.model.card.name
+
+    @property
+    def version(self) -> str:
+        return self.model.card.version
+
+    def probabilities(self, rows: FloatArray32) -> npt.NDArray[np.float64]:
+        """P(failure within the horizon) per row."""
+        return self.model.run(rows)[PROBABILITIES][:, 1].astype(np.float64)
+
+
+@dataclass(frozen=True)
+class AnomalyModel:
+    model: OnnxModel
+    output: str
+    warning: float
+    critical: float
+    feature_z: float
+    median: npt.NDArray[np.float64] | None  # None: no per-feature z-scores
+    mad: npt.NDArray[np.float64] | None
+
+    @property
+    def name(self) -> str:
+        return self.model.card.name
+
+    @property
+    def version(self) -> str:
+        return self.model.card.version
+
+    def scores(self, rows: FloatArray32) -> npt.NDArray[np.float64]:
+        """One anomaly score per row (higher = more anomalous)."""
+        return self.model.run(rows)[self.output].reshape(len(rows), -1)[:, 0].astype(np.float64)
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    node_failure: tuple[FailureModel, ...] = ()  # by horizon, shortest first
+    disk_failure: tuple[FailureModel, ...] = ()
+    node_anomaly: AnomalyModel | None = None
+    vm_anomaly: AnomalyModel | None = None
+    refused: dict[str, str] = field(default_factory=dict)  # card file -> reason
+    missing: tuple[Role, ...] = ()
+
+    def summary(self) -> dict[str, Any]:
+        """Loaded model names and versions, for hello messages and the CLI."""
+        loaded = [*self.node_failure, *self.disk_failure, self.node_anomaly, self.vm_anomaly]
+        return {m.name: m.version for m in loaded if m is not None}
+
+
+def load_models(directory: Path) -> ModelSet:
+    """Every usable model in ``directory`` by role (see the module docstring)."""
+    cards = sorted(directory.glob(f"*{CARD_SUFFIX}")) if directory.is_dir() else []
+    failure: dict[Role, dict[float, FailureModel]] = {"node-failure": {}, "disk-failure": {}}
+    anomaly: dict[Role, AnomalyModel] = {}
+    refused: dict[str, str] = {}
+    for card_path in cards:
+        try:
+            model = OnnxModel.load(card_path)
+            role = _ROLE_BY_CARD.get((model.card.kind, model.schema.name))
+            if role is None:
+                log.debug(
+                    "model has no role on the agent; not loaded",
+                    extra={"model": model.card.name, "kind": model.card.kind},
+                )
+                continue
+            if role in failure:
+                loaded = failure_model(model)
+                _keep_newest(failure[role], loaded.horizon_seconds, loaded, refused, card_path)
+            else:
+                candidate = anomaly_model(model)
+                kept = anomaly.get(role)
+                if kept is None or candidate.version > kept.version:
+                    anomaly[role] = candidate
+        except Exception as exc:  # integrity, contract, I/O and JSON errors alike
+            refused[card_path.name] = f"{type(exc).__name__}: {exc}"
+            log.error(
+                "model refused; scoring goes on without it",
+                extra={"card": str(card_path), "reason": refused[card_path.name]},
+            )
+    models = ModelSet(
+        node_failure=tuple(v for _, v in sorted(failure["node-failure"].items())),
+        disk_failure=tuple(v for _, v in sorted(failure["disk-failure"].items())),
+        node_anomaly=anomaly.get("node-anomaly"),
+        vm_anomaly=anomaly.get("vm-anomaly"),
+        refused=refused,
+        missing=tuple(r for r in ROLES if not (failure.get(r) or anomaly.get(r))),
+    )
+    for role in models.missing:
+        log.warning(
+            "no model for this role; its scores are null",
+            extra={"role": role, "models_dir": str(directory)},
+        )
+    log.info("models loaded", extra={"models": models.summary(), "models_dir": str(directory)})
+    return models
+
+
+def failure_model(model: OnnxModel) -> FailureModel:
+    """Check a failure card against the contract; raises ModelRefused."""
+    card = model.card
+    if not card.horizons_seconds or not float(card.horizons_seconds[0]) > 0:
+        raise ModelRefused(f"{card.name}: failure card without a positive horizon")
+    if PROBABILITIES not in model.output_names:
+        raise ModelRefused(f"{card.name}: no {PROBABILITIES!r} output ({model.output_names})")
+    neutral = _neutral_row(model)
+    shape = model.run(neutral)[PROBABILITIES].shape
+    if shape != (1, 2):
+        raise ModelRefused(f"{card.name}: probabilities have shape {shape}, expected (n, 2)")
+    alert = card.thresholds.get("alert")
+    return FailureModel(
+        model=model,
+        horizon_seconds=float(card.horizons_seconds[0]),
+        alert_threshold=float(alert) if isinstance(alert, int | float) else None,
+        calibration_bins=_calibration_bins(card.name, card.calibration),
+        baseline=_per_feature(card.name, card.extra, "baseline", model, np.float32),
+    )
+
+
+def anomaly_model(model: OnnxModel) -> AnomalyModel:
+    """Check an anomaly card against the contract; raises ModelRefused."""
+    card = model.card
+    output = next(iter(card.outputs), None)
+    if output is None or output not in model.output_names:
+        raise ModelRefused(f"{card.name}: card output {output!r} not in {model.output_names}")
+    try:
+        warning, critical = float(card.thresholds["warning"]), float(card.thresholds["critical"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelRefused(f"{card.name}: thresholds need numeric warning and critical") from None
+    size = model.run(_neutral_row(model))[output].size
+    if size != 1:
+        raise ModelRefused(f"{card.name}: {size} scores for one row, expected 1")
+    median = _per_feature(card.name, card.extra, "median", model, np.float64)
+    mad = _per_feature(card.name, card.extra, "mad", model, np.float64)
+    return AnomalyModel(
+        model=model,
+        output=output,
+        warning=warning,
+        critical=critical,
+        feature_z=float(card.thresholds.get("feature_z", DEFAULT_FEATURE_Z)),
+        median=median if mad is not None else None,
+        mad=mad if median is not None else None,
+    )
+
+
+def _keep_newest(
+    by_horizon: dict[float, FailureModel],
+    horizon: float,
+    candidate: FailureModel,
+    refused: dict[str, str],
+    card_path: Path,
+) -> None:
+    """Two models for one role and horizon: the newer version wins, the other is refused."""
+    kept = by_horizon.get(horizon)
+    if kept is None or candidate.version > kept.version:
+        by_horizon[horizon] = candidate
+        loser = kept
+    else:
+        loser = candidate
+    if loser is not None:
+        refused[card_path.name] = f"{loser.name} {loser.version}: superseded for this horizon"
+
+
+def _neutral_row(model: OnnxModel) -> FloatArray32:
+    return np.asarray([model.schema.fills()], dtype=np.float32)
+
+
+def _calibration_bins(
+    name: str, calibration: dict[str, Any]
+) -> tuple[tuple[float, float, float, float], ...]:
+    bins = calibration.get("bins")
+    try:
+        rows = tuple((float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in bins or ())
+    except (TypeError, ValueError, IndexError):
+        rows = ()
+    if not rows:
+        log.warning(
+            "model has no usable calibration bins; its predictions have no confidence interval",
+            extra={"model": name},
+        )
+    return rows
+
+
+def _per_feature(
+    name: str,
+    extra: dict[str, Any],
+    key: str,
+    model: OnnxModel,
+    dtype: type[np.float32] | type[np.float64],
+) -> npt.NDArray[Any] | None:
+    """``card.extra[key]`` as one number per feature, or None (logged) when unusable."""
+    values = extra.get(key)
+    try:
+        array = np.asarray(values, dtype=dtype)
+    except (TypeError, ValueError):
+        array = np.empty(0, dtype=dtype)
+    if array.shape != (len(model.schema.features),) or not np.all(np.isfinite(array)):
+        log.warning(
+            "model card lacks a usable per-feature list; the scores that need it are skipped",
+            extra={"model": name, "key": key},
+        )
+        return None
+    return array
