@@ -1,0 +1,1 @@
+"""Evaluation of the shipped models on public labelled data laid out like ../shared/data."""

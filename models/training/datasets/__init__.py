@@ -1,0 +1,1 @@
+"""Loaders that turn public labelled data sets into schema feature rows for training."""
