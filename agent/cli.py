@@ -151,12 +151,12 @@ def _indent(lines: list[str]) -> list[str]:
 
 
 def cmd_collect(args: argparse.Namespace, config: AgentConfig) -> int:
-    intelligence = NodeIntelligence(config, state_dir=args.state_dir)
-    intelligence.restore(time.time())
     runner = CollectionRunner(config)
     interval = config.agent.interval_seconds
-    next_cycle = time.monotonic()
     try:
+        intelligence = NodeIntelligence(config, state_dir=args.state_dir)
+        intelligence.restore(time.time())
+        next_cycle = time.monotonic()
         while True:
             sample = runner.collect()
             scores = intelligence.observe(sample)

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from novacron.agent.score_math import CalibrationTable
 from novacron.models.card import CARD_SUFFIX
 from novacron.models.runtime import OnnxModel
 
@@ -54,7 +55,7 @@ class FailureModel:
     model: OnnxModel
     horizon_seconds: float
     alert_threshold: float | None
-    calibration_bins: tuple[tuple[float, float, float, float], ...]  # empty: no CI
+    calibration: CalibrationTable  # no bins: no confidence interval
     baseline: FloatArray32 | None  # None: no contributing factors
 
     @property
@@ -171,7 +172,7 @@ def failure_model(model: OnnxModel) -> FailureModel:
         model=model,
         horizon_seconds=float(card.horizons_seconds[0]),
         alert_threshold=float(alert) if isinstance(alert, int | float) else None,
-        calibration_bins=_calibration_bins(card.name, card.calibration),
+        calibration=_calibration(card.name, card.calibration),
         baseline=_per_feature(card.name, card.extra, "baseline", model, np.float32),
     )
 
@@ -224,20 +225,17 @@ def _neutral_row(model: OnnxModel) -> FloatArray32:
     return np.asarray([model.schema.fills()], dtype=np.float32)
 
 
-def _calibration_bins(
-    name: str, calibration: dict[str, Any]
-) -> tuple[tuple[float, float, float, float], ...]:
-    bins = calibration.get("bins")
+def _calibration(name: str, calibration: dict[str, Any]) -> CalibrationTable:
     try:
-        rows = tuple((float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in bins or ())
+        table = CalibrationTable.from_bins(calibration.get("bins") or ())
     except (TypeError, ValueError, IndexError):
-        rows = ()
-    if not rows:
+        table = CalibrationTable()
+    if not table.bins:
         log.warning(
             "model has no usable calibration bins; its predictions have no confidence interval",
             extra={"model": name},
         )
-    return rows
+    return table
 
 
 def _per_feature(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -29,7 +30,6 @@ WILSON_Z_95 = 1.959963984540054
 NEGLIGIBLE_PROBABILITY = 1e-3
 # A z-score for a deviation from a feature that never varied in training (MAD = 0).
 Z_CAP = 1000.0
-_P_MAX = 1.0 - 1e-12
 
 
 def wilson_interval(
@@ -61,17 +61,42 @@ def calibration_interval(
     return None
 
 
+@dataclass(frozen=True)
+class CalibrationTable:
+    """A card's calibration bins with their Wilson intervals worked out once."""
+
+    bins: tuple[tuple[float, float, float, float], ...] = ()
+    intervals: tuple[tuple[float, float] | None, ...] = ()
+
+    @classmethod
+    def from_bins(cls, bins: Sequence[Sequence[float]]) -> CalibrationTable:
+        rows = tuple((float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in bins)
+        return cls(rows, tuple(wilson_interval(positives, n) for _, _, n, positives in rows))
+
+    def interval(self, probability: float) -> tuple[float, float] | None:
+        """As :func:`calibration_interval`, without recomputing the intervals."""
+        last = len(self.bins) - 1
+        for index, (low, high, _, _) in enumerate(self.bins):
+            if low <= probability < high or (index == last and probability == high):
+                return self.intervals[index]
+        return None
+
+
 def hazard_per_second(probability: float, horizon_seconds: float) -> float:
-    """Constant failure rate λ that gives ``probability`` within ``horizon_seconds``."""
-    p = min(max(probability, 0.0), _P_MAX)
-    return -math.log1p(-p) / horizon_seconds
+    """Constant failure rate λ that gives ``probability`` within ``horizon_seconds``.
+
+    Infinite for a certain failure (p = 1, which float32 model outputs can reach).
+    """
+    if probability >= 1.0:
+        return math.inf
+    return -math.log1p(-max(probability, 0.0)) / horizon_seconds
 
 
 def time_to_failure_seconds(probability: float, horizon_seconds: float) -> float | None:
     """Expected time to failure 1/λ; None when failure is not expected at all."""
     if probability < NEGLIGIBLE_PROBABILITY:
         return None
-    return 1.0 / hazard_per_second(probability, horizon_seconds)
+    return 1.0 / hazard_per_second(probability, horizon_seconds)  # 1/inf = 0: imminent
 
 
 def probability_within(hazard: float, horizon_seconds: float) -> float:

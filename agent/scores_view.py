@@ -24,18 +24,16 @@ def render_scores(scores: NodeScores | None) -> list[str]:
     """Lines of the scores block (without the ``== scores`` header)."""
     if scores is None:
         return ["scoring disabled ([scoring] enabled = false)"]
-    lines = [
-        _prediction_line("node failure", p) for p in scores.failure_predictions if p.scope == "node"
-    ]
+    lines: list[str] = []
     for p in scores.failure_predictions:
         if p.scope == "node":
+            lines.append(_prediction_line("node failure", p))
             lines += _factor_lines(p.contributing_factors)
     disk = scores.riskiest_disk
-    if disk is not None:
-        lines.append(f"riskiest disk  {disk.label} ({disk.subject}): {_risk_text(disk)}")
-        worst = _prediction_for(scores, disk)
-        if worst is not None:
-            lines += _factor_lines(worst.contributing_factors)
+    worst = _prediction_for(scores, disk) if disk is not None else None
+    if worst is not None:
+        lines.append(_prediction_line(f"riskiest disk  {worst.label} ({worst.subject})", worst))
+        lines += _factor_lines(worst.contributing_factors)
     if scores.node_risk is not None:
         risk = scores.node_risk
         lines.append(f"node risk      from {risk.scope} {risk.label}: {_risk_text(risk)}")
@@ -55,8 +53,9 @@ def format_duration(seconds: float) -> str:
 
 
 def format_horizon(seconds: float) -> str:
+    """``30m``, ``24h``, ``7d``: as the models are named (a day is 24 hours)."""
     for unit, suffix in ((DAY, "d"), (HOUR, "h"), (MINUTE, "m")):
-        if seconds >= unit and seconds % unit == 0:
+        if seconds >= (2 * unit if unit == DAY else unit) and seconds % unit == 0:
             return f"{int(seconds // unit)}{suffix}"
     return f"{seconds:.0f}s"
 
@@ -93,11 +92,12 @@ def _risk_text(risk: SubjectRisk) -> str:
 
 
 def _prediction_for(scores: NodeScores, risk: SubjectRisk) -> FailurePrediction | None:
+    """The prediction a subject's risk came from (its most urgent horizon)."""
     return next(
         (
             p
             for p in scores.failure_predictions
-            if p.subject == risk.subject and p.model == risk.model
+            if p.scope == risk.scope and p.subject == risk.subject and p.model == risk.model
         ),
         None,
     )

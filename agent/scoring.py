@@ -7,7 +7,7 @@ contributing factors of the predictions worth explaining (probability at least
 ``attribution_floor``) come from one more batched call per model: occlusion against the
 card's ``extra.baseline``, i.e. ``contribution_i = p(x) - p(x with feature i at its
 baseline)`` -- an honest, model-agnostic attribution, computed only for the features
-that differ from their baseline.
+that differ from their baseline, and reused while a subject's input row is unchanged.
 
 The node's risk compares predictions made for different horizons (a node model for
 30 min and 24 h, a disk model for 7 days) through their constant-hazard rate (see
@@ -30,7 +30,6 @@ from novacron.agent.features.store import FeatureMatrix, FeatureSnapshot
 from novacron.agent.model_set import AnomalyModel, FailureModel, ModelSet, load_models
 from novacron.agent.score_math import (
     Severity,
-    calibration_interval,
     hazard_per_second,
     probability_within,
     robust_z,
@@ -43,10 +42,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ATTRIBUTION_FLOOR = 0.01
 DEFAULT_TOP_FACTORS = 5
+# A feature whose occlusion moves the probability by less than this explains nothing.
+MIN_CONTRIBUTION = 1e-3
 MAX_ANOMALOUS_FEATURES = 10
 RISK_REFERENCE_HORIZON_SECONDS = DAY
 
 FailureScope = Literal["node", "disk"]
+_Factors = tuple["ContributingFactor", ...]
 AnomalyScope = Literal["node", "vm"]
 
 
@@ -71,6 +73,8 @@ class FailurePrediction:
     ci_high: float | None
     alert: bool | None  # probability >= the card's alert threshold; None: no threshold
     estimated_time_to_failure_seconds: float | None  # None: failure not expected
+    # Up to top_factors features raising the probability by at least MIN_CONTRIBUTION,
+    # largest first; empty below the attribution floor or without a card baseline.
     contributing_factors: tuple[ContributingFactor, ...]
 
 
@@ -131,6 +135,10 @@ class Scorer:
         self.attribution_floor = attribution_floor
         self.top_factors = top_factors
         self.last_scoring_seconds: float | None = None
+        # Attributions by (model, subject): the model input row they were computed for
+        # and the result. Disk rows change only when SMART is polled (once a minute), so
+        # most cycles reuse them; same input, same answer.
+        self._factor_cache: dict[tuple[str, str], tuple[bytes, _Factors]] = {}
 
     @classmethod
     def load(cls, models_dir: Path) -> Scorer:
@@ -149,8 +157,8 @@ class Scorer:
             anomalies += _anomalies(self.models.node_anomaly, "node", snapshot.node)
         if self.models.vm_anomaly is not None:
             anomalies += _anomalies(self.models.vm_anomaly, "vm", snapshot.vms)
-        risks = subject_risks(predictions)
-        disks = [r for r in risks if r.scope == "disk"]
+        node_risk = riskiest(predictions)
+        disk_risk = riskiest([p for p in predictions if p.scope == "disk"])
         elapsed = time.perf_counter() - began
         self.last_scoring_seconds = elapsed
         log.debug(
@@ -165,8 +173,8 @@ class Scorer:
             timestamp_seconds=snapshot.timestamp_seconds,
             failure_predictions=tuple(predictions),
             anomalies=tuple(anomalies),
-            node_risk=_riskiest(risks),
-            riskiest_disk=_riskiest(disks),
+            node_risk=node_risk,
+            riskiest_disk=disk_risk,
             missing_models=self.models.missing,
             scoring_seconds=elapsed,
         )
@@ -178,15 +186,14 @@ class Scorer:
             return []
         rows = matrix.model_input()
         probabilities = model.probabilities(rows)
-        factors = self._factors(model, rows, probabilities)
+        factors = self._cached_factors(model, matrix.subjects, rows, probabilities)
         out = []
-        for i, subject in enumerate(matrix.subjects):
-            p = float(probabilities[i])
-            interval = calibration_interval(p, model.calibration_bins)
+        for i, p in enumerate(probabilities.tolist()):
+            interval = model.calibration.interval(p)
             out.append(
                 FailurePrediction(
                     scope=scope,
-                    subject=subject,
+                    subject=matrix.subjects[i],
                     label=matrix.labels[i],
                     model=model.name,
                     model_version=model.version,
@@ -203,106 +210,137 @@ class Scorer:
             )
         return out
 
+    def _cached_factors(
+        self,
+        model: FailureModel,
+        subjects: tuple[str, ...],
+        rows: npt.NDArray[np.float32],
+        probabilities: npt.NDArray[np.float64],
+    ) -> list[_Factors]:
+        """Attributions, reusing those of rows identical to the last cycle's."""
+        keys = [(model.name, subject) for subject in subjects]
+        row_bytes = [row.tobytes() for row in rows]
+        out: list[_Factors | None] = []
+        for key, data in zip(keys, row_bytes, strict=True):
+            cached = self._factor_cache.get(key)
+            out.append(cached[1] if cached is not None and cached[0] == data else None)
+        stale = np.array([factors is None for factors in out], dtype=bool)
+        if stale.any():
+            fresh = self._factors(model, rows[stale], probabilities[stale])
+            for i, factors in zip(np.flatnonzero(stale).tolist(), fresh, strict=True):
+                out[i] = factors
+        for key in [k for k in self._factor_cache if k[0] == model.name]:
+            del self._factor_cache[key]  # only the subjects of this cycle stay cached
+        done = [factors or () for factors in out]
+        self._factor_cache.update(
+            (key, (data, factors)) for key, data, factors in zip(keys, row_bytes, done, strict=True)
+        )
+        return done
+
     def _factors(
         self,
         model: FailureModel,
         rows: npt.NDArray[np.float32],
         probabilities: npt.NDArray[np.float64],
-    ) -> list[tuple[ContributingFactor, ...]]:
-        """Occlusion attribution for every row worth explaining, in one model call."""
-        out: list[tuple[ContributingFactor, ...]] = [() for _ in range(len(rows))]
+    ) -> list[_Factors]:
+        """Occlusion attribution for every row worth explaining, in one model call.
+
+        One occluded row per (explained row, feature differing from its baseline); the
+        contributions land in a (rows, features) matrix so the top features of every
+        row come out of one argsort.
+        """
+        out: list[_Factors] = [() for _ in range(len(rows))]
         baseline = model.baseline
         explain = np.flatnonzero(probabilities >= self.attribution_floor)
         if baseline is None or not explain.size:
             return out
-        blocks, plan = [], []
-        for row in explain.tolist():
-            changed = np.flatnonzero(rows[row] != baseline)
-            occluded = np.repeat(rows[row : row + 1], len(changed), axis=0)
-            occluded[np.arange(len(changed)), changed] = baseline[changed]
-            blocks.append(occluded)
-            plan.append((row, changed))
-        batch = np.vstack(blocks)
-        if not len(batch):
+        explained = rows[explain]
+        row_index, feature_index = np.nonzero(explained != baseline)
+        if not row_index.size:
             return out
-        occluded_p = model.probabilities(batch)
+        batch = explained[row_index]
+        batch[np.arange(len(batch)), feature_index] = baseline[feature_index]
+        occluded = model.probabilities(batch)
+        contributions = np.full(explained.shape, -np.inf)
+        contributions[row_index, feature_index] = probabilities[explain][row_index] - occluded
+        top = np.argsort(-contributions, axis=1, kind="stable")[:, : self.top_factors]
+        top_values = np.take_along_axis(contributions, top, axis=1)
         names = model.model.card.features
-        start = 0
-        for i, changed in plan:
-            contributions = probabilities[i] - occluded_p[start : start + len(changed)]
-            start += len(changed)
-            order = np.argsort(-contributions, kind="stable")[: self.top_factors]
+        for r, i in enumerate(explain.tolist()):
             out[i] = tuple(
                 ContributingFactor(
-                    feature=names[changed[k]],
-                    value=float(rows[i, changed[k]]),
-                    baseline=float(baseline[changed[k]]),
-                    contribution=float(contributions[k]),
+                    feature=names[j],
+                    value=float(explained[r, j]),
+                    baseline=float(baseline[j]),
+                    contribution=c,
                 )
-                for k in order
-                if contributions[k] > 0
+                for j, c in zip(top[r].tolist(), top_values[r].tolist(), strict=True)
+                if c >= MIN_CONTRIBUTION
             )
         return out
 
 
-def subject_risks(predictions: list[FailurePrediction]) -> list[SubjectRisk]:
-    """Each subject's most urgent prediction (highest hazard over its horizons)."""
-    best: dict[tuple[str, str], tuple[float, FailurePrediction]] = {}
+def riskiest(predictions: list[FailurePrediction]) -> SubjectRisk | None:
+    """The most urgent prediction (highest constant-hazard rate) as a subject's risk.
+
+    Over one subject's horizons that is its most urgent outlook; over the node's and
+    its disks' predictions, the node's risk.
+    """
+    best: FailurePrediction | None = None
+    best_hazard = -1.0
     for p in predictions:
         hazard = hazard_per_second(p.probability, p.horizon_seconds)
-        key = (p.scope, p.subject)
-        if key not in best or hazard > best[key][0]:
-            best[key] = (hazard, p)
-    return [
-        SubjectRisk(
-            scope=p.scope,
-            subject=p.subject,
-            label=p.label,
-            model=p.model,
-            model_version=p.model_version,
-            horizon_seconds=p.horizon_seconds,
-            probability=p.probability,
-            probability_24h=probability_within(hazard, RISK_REFERENCE_HORIZON_SECONDS),
-            estimated_time_to_failure_seconds=p.estimated_time_to_failure_seconds,
-        )
-        for hazard, p in best.values()
-    ]
-
-
-def _riskiest(risks: list[SubjectRisk]) -> SubjectRisk | None:
-    return max(risks, key=lambda r: r.probability_24h, default=None)
+        if hazard > best_hazard:
+            best, best_hazard = p, hazard
+    if best is None:
+        return None
+    return SubjectRisk(
+        scope=best.scope,
+        subject=best.subject,
+        label=best.label,
+        model=best.model,
+        model_version=best.model_version,
+        horizon_seconds=best.horizon_seconds,
+        probability=best.probability,
+        probability_24h=probability_within(best_hazard, RISK_REFERENCE_HORIZON_SECONDS),
+        estimated_time_to_failure_seconds=best.estimated_time_to_failure_seconds,
+    )
 
 
 def _anomalies(model: AnomalyModel, scope: AnomalyScope, matrix: FeatureMatrix) -> list[Anomaly]:
     if not len(matrix):
         return []
     rows = matrix.model_input()
-    scores = model.scores(rows)
-    z = None
+    scores = model.scores(rows).tolist()
+    flagged: list[tuple[AnomalousFeature, ...]] = [() for _ in scores]
     if model.median is not None and model.mad is not None:
         z = robust_z(rows.astype(np.float64), model.median, model.mad)
         z[np.isnan(matrix.features)] = 0.0  # no data is not an anomaly
-    names = model.model.card.features
-    out = []
-    for i, subject in enumerate(matrix.subjects):
-        flagged: tuple[AnomalousFeature, ...] = ()
-        if z is not None:
-            hits = np.flatnonzero(np.abs(z[i]) >= model.feature_z)
-            hits = hits[np.argsort(-np.abs(z[i, hits]), kind="stable")][:MAX_ANOMALOUS_FEATURES]
-            flagged = tuple(
-                AnomalousFeature(names[j], float(rows[i, j]), float(z[i, j])) for j in hits
-            )
-        score = float(scores[i])
-        out.append(
-            Anomaly(
-                scope=scope,
-                subject=subject,
-                label=matrix.labels[i],
-                model=model.name,
-                model_version=model.version,
-                score=score,
-                severity=severity(score, model.warning, model.critical),
-                anomalous_features=flagged,
-            )
+        magnitude = np.where(np.abs(z) >= model.feature_z, np.abs(z), -1.0)
+        rows_hit = np.flatnonzero(magnitude.max(axis=1) >= 0)
+        if rows_hit.size:
+            names = model.model.card.features
+            order = np.argsort(-magnitude[rows_hit], axis=1, kind="stable")
+            for i, columns in zip(
+                rows_hit.tolist(), order[:, :MAX_ANOMALOUS_FEATURES].tolist(), strict=True
+            ):
+                flagged[i] = tuple(
+                    AnomalousFeature(names[j], float(rows[i, j]), float(z[i, j]))
+                    for j in columns
+                    if magnitude[i, j] >= 0
+                )
+    return [
+        Anomaly(
+            scope=scope,
+            subject=subject,
+            label=label,
+            model=model.name,
+            model_version=model.version,
+            score=score,
+            severity=severity(score, model.warning, model.critical),
+            anomalous_features=features,
         )
-    return out
+        for subject, label, score, features in zip(
+            matrix.subjects, matrix.labels, scores, flagged, strict=True
+        )
+    ]

@@ -40,6 +40,7 @@ SCHEMAS: dict[Scope, Schema] = {"node": NODE, "vm": VM, "disk": DISK}
 STATE_FILE_NAME = "features.npz"
 DEFAULT_MAX_VMS = 1024
 DEFAULT_MAX_DISKS = 256
+MIN_SAMPLE_SPACING_SECONDS = 5.0
 # A state saved this far in the future means the clock went back: the windows would
 # refuse every new sample until the clock caught up, so such a state is not restored.
 FUTURE_TOLERANCE_SECONDS = 60.0
@@ -61,8 +62,19 @@ class FeatureMatrix:
 
     def model_input(self) -> npt.NDArray[np.float32]:
         """What a model sees: NaN replaced by each feature's neutral fill, float32."""
-        fills = np.asarray(self.schema.fills(), dtype=np.float64)
+        fills = _fills(self.schema)
         return np.where(np.isnan(self.features), fills, self.features).astype(np.float32)
+
+
+_FILLS: dict[str, tuple[Schema, FloatArray]] = {}
+
+
+def _fills(schema: Schema) -> FloatArray:
+    """``schema.fills()`` as an array, built once per schema (scoring runs every cycle)."""
+    cached = _FILLS.get(schema.version_tag)
+    if cached is None or cached[0] is not schema:
+        cached = _FILLS[schema.version_tag] = (schema, np.asarray(schema.fills(), dtype=float))
+    return cached[1]
 
 
 @dataclass(frozen=True)
@@ -92,7 +104,11 @@ class NodeFeatures:
         max_disks: int = DEFAULT_MAX_DISKS,
     ) -> None:
         self.node_id = node_id
-        self.interval_hint_seconds = interval_hint_seconds
+        # Windows are sized for one sample per interval; a faster loop (a 0.1 s debug
+        # run) would size them for millions of rows, so samples closer together than
+        # MIN_SAMPLE_SPACING_SECONDS are not added to the windows (a 15-minute window
+        # stays 15 minutes, at that resolution; counters lose nothing).
+        self.interval_hint_seconds = max(interval_hint_seconds, MIN_SAMPLE_SPACING_SECONDS)
         self._limits: dict[Scope, int] = {"node": 1, "vm": max_vms, "disk": max_disks}
         self._subjects: dict[Scope, dict[str, _Subject]] = {"node": {}, "vm": {}, "disk": {}}
         self._current: dict[Scope, tuple[str, ...]] = {"node": (), "vm": (), "disk": ()}
@@ -103,9 +119,17 @@ class NodeFeatures:
     # -- feeding -------------------------------------------------------------------
 
     def update(self, sample: NodeSample) -> SampleSignals:
-        """Add one cycle to every subject's windows; returns the signals it added."""
+        """Add one cycle to every subject's windows; returns the cycle's signals.
+
+        A sample less than MIN_SAMPLE_SPACING_SECONDS after the last one added only
+        moves the signal carry on (XID totals, VM CPU times); the windows and the
+        snapshot stay as they were.
+        """
         signals, self._carry = sample_signals(sample, self._carry)
         now = sample.timestamp_seconds
+        last = self._last_update_seconds
+        if last is not None and 0 <= now - last < MIN_SAMPLE_SPACING_SECONDS:
+            return signals
         self._add("node", {self.node_id: (signals.node, self.node_id)}, now)
         self._add("vm", {k: (v, signals.vm_names.get(k, k)) for k, v in signals.vms.items()}, now)
         self._add(
@@ -113,7 +137,9 @@ class NodeFeatures:
         )
         for scope in ("vm", "disk"):
             self._expire(scope, now)
-        self._last_update_seconds = now
+        # A sample from before the latest one (the clock went back) adds nothing to the
+        # windows; features stay at the latest time they have data for.
+        self._last_update_seconds = max(now, self._last_update_seconds or now)
         return signals
 
     def _add(

@@ -87,7 +87,7 @@ def test_collect_prints_the_summary_table(table: subprocess.CompletedProcess[str
     assert re.search(r"^cpuinfo\s+ok\s+[\d.]+ ms$", out, re.MULTILINE), out
     assert "FAILED" not in out
     # only the two chosen collectors ran
-    assert sorted(re.findall(r"^== (\S+)$", out, re.MULTILINE)) == ["cpuinfo", "host"]
+    assert sorted(re.findall(r"^== (\S+)$", out, re.MULTILINE)) == ["cpuinfo", "host", "scores"]
     # the fixture procfs and sysfs, not this machine
     assert "load 2.50 1.75 1.20" in out
     assert "memory       23.5 GiB used of 62.8 GiB" in out
@@ -102,7 +102,7 @@ def test_collect_json_is_one_object(as_json: subprocess.CompletedProcess[str]) -
     assert len(lines) == 1
     sample = json.loads(lines[0])
     assert list(sample)[:2] == ["node_id", "timestamp_seconds"]
-    assert set(sample) == {"node_id", "timestamp_seconds", "host", "cpuinfo"}
+    assert set(sample) == {"node_id", "timestamp_seconds", "host", "cpuinfo", "scores"}
     assert sample["node_id"] == "cli-test-node"
     assert isinstance(sample["timestamp_seconds"], float)
     for name in ("host", "cpuinfo"):
