@@ -1,7 +1,8 @@
 """``novacron-agent``: the hypervisor agent's command line.
 
 ``collect`` runs the collectors (once with ``--once``) and prints a summary table or,
-with ``--json``, the full typed sample; ``inventory`` prints the static inventory.
+with ``--json``, the full typed sample; ``inventory`` prints the static inventory;
+``health`` asks the running agent on its health socket.
 The flags override the config file, so the same binary runs against fixture roots.
 """
 
@@ -18,10 +19,18 @@ from typing import Any
 from novacron.agent.collectors.base import registry
 from novacron.agent.config import (
     DEFAULT_CONFIG_PATH,
+    DEFAULT_HEALTH_SOCKET,
     AgentConfig,
     load_config,
     render_config,
     with_overrides,
+)
+from novacron.agent.health_client import (
+    DEFAULT_TIMEOUT_SECONDS,
+    HealthQueryError,
+    fetch_node_health,
+    health_json,
+    render_health,
 )
 from novacron.agent.intelligence import NodeIntelligence
 from novacron.agent.runner import CollectionRunner
@@ -94,7 +103,45 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate the config file and flags, then print every setting with "
         "its effective value (a complete, valid agent.toml).",
     )
+
+    health = sub.add_parser(
+        "health",
+        parents=[common],
+        help="ask the running agent for its node's health",
+        description="Query the running agent on its health socket and print the node's "
+        "status, failure risk, anomalies, collectors, spool and coordinator link. Exit "
+        f"status {EXIT_UNREACHABLE} when the agent cannot be reached.",
+    )
+    health.add_argument(
+        "--socket",
+        type=Path,
+        metavar="PATH",
+        help=f"the agent's health socket (default: [health] socket_path, {DEFAULT_HEALTH_SOCKET})",
+    )
+    health.add_argument("--json", action="store_true", help="print the answer as one JSON object")
+    health.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=DEFAULT_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help=f"give up when the agent has not answered by then "
+        f"(default {DEFAULT_TIMEOUT_SECONDS:g})",
+    )
     return parser
+
+
+# ``health`` could not get an answer (no socket, dead agent, deadline passed).
+EXIT_UNREACHABLE = 3
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
@@ -191,6 +238,17 @@ def cmd_inventory(args: argparse.Namespace, config: AgentConfig) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_health(args: argparse.Namespace, config: AgentConfig) -> int:
+    socket_path = args.socket or config.health.socket_path
+    try:
+        node = fetch_node_health(socket_path, timeout_seconds=args.timeout)
+    except HealthQueryError as exc:
+        print(f"novacron-agent: health: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    print(health_json(node) if args.json else render_health(node))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -204,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         print(render_config(config), end="")
         return 0
+    if args.command == "health":
+        return cmd_health(args, config)
     return cmd_inventory(args, config)
 
 

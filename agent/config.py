@@ -15,6 +15,11 @@ Layout::
     enabled = true
     models_dir = "<the bundled models>"
 
+    [health]                         # the local node-health socket (gRPC)
+    enabled = true
+    socket_path = "/run/novacron-agent/agent.sock"
+    socket_group = "novacron"
+
     [collectors.smart]               # one table per registered collector
     enabled = true
     smartctl_path = "/usr/sbin/smartctl"
@@ -45,6 +50,10 @@ from novacron.protos.runtime.tomlconfig import (
 )
 
 DEFAULT_CONFIG_PATH = Path("/etc/novacron/agent.toml")
+DEFAULT_HEALTH_SOCKET = Path("/run/novacron-agent/agent.sock")
+# sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
+MAX_UNIX_SOCKET_PATH_BYTES = 107
+SECTIONS = ("agent", "collectors", "scoring", "health")
 
 
 @dataclass(frozen=True)
@@ -78,11 +87,34 @@ class ScoringSettings:
 
 
 @dataclass(frozen=True)
+class HealthSettings:
+    """The node-health server on a Unix socket (``novacron-agent health``, grpcurl).
+
+    A Unix socket, not TCP: only local users in ``socket_group`` (mode 0660) can read the
+    node's health, and nothing is exposed on the network.
+    """
+
+    enabled: bool = True
+    socket_path: Path = DEFAULT_HEALTH_SOCKET
+    # Group owning the socket, so its members may connect; "" keeps the process's group.
+    socket_group: str = "novacron"
+
+    def __post_init__(self) -> None:
+        size = len(str(self.socket_path).encode())
+        if size > MAX_UNIX_SOCKET_PATH_BYTES:
+            raise ValueError(
+                f"socket_path: {size} bytes is longer than a Unix socket path may be "
+                f"({MAX_UNIX_SOCKET_PATH_BYTES})"
+            )
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     agent: AgentSettings = field(default_factory=AgentSettings)
     collectors: dict[str, CollectorSettings] = field(default_factory=dict)
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
     source: str = "<defaults>"
+    health: HealthSettings = field(default_factory=HealthSettings)
 
     @property
     def node_id(self) -> str:
@@ -100,12 +132,13 @@ class AgentConfig:
 
 def parse_config(data: dict[str, Any], source: str) -> AgentConfig:
     """Validate a parsed TOML document; every problem is a ConfigError naming the key."""
-    unknown = set(data) - {"agent", "collectors", "scoring"}
+    unknown = set(data) - set(SECTIONS)
     if unknown:
         key = sorted(unknown)[0]
-        raise ConfigError(source, key, "unknown section (known: agent, collectors, scoring)")
+        raise ConfigError(source, key, f"unknown section (known: {', '.join(SECTIONS)})")
     agent = build(AgentSettings, data.get("agent", {}), source, "agent")
     scoring = build(ScoringSettings, data.get("scoring", {}), source, "scoring")
+    health = build(HealthSettings, data.get("health", {}), source, "health")
     known = registry()
     tables = data.get("collectors", {})
     if not isinstance(tables, dict):
@@ -133,7 +166,9 @@ def parse_config(data: dict[str, Any], source: str) -> AgentConfig:
             raise ConfigError(
                 source, f"collectors.{name}.interval_seconds", f"must be > 0, got {interval}"
             )
-    return AgentConfig(agent=agent, collectors=collectors, scoring=scoring, source=source)
+    return AgentConfig(
+        agent=agent, collectors=collectors, scoring=scoring, source=source, health=health
+    )
 
 
 def load_config(path: Path | None) -> AgentConfig:
@@ -180,7 +215,11 @@ def with_overrides(
 
 def render_config(config: AgentConfig) -> str:
     """The effective configuration as a TOML document that ``parse_config`` accepts."""
-    tables = [to_toml_table("agent", config.agent), to_toml_table("scoring", config.scoring)]
+    tables = [
+        to_toml_table("agent", config.agent),
+        to_toml_table("scoring", config.scoring),
+        to_toml_table("health", config.health),
+    ]
     tables += [to_toml_table(f"collectors.{n}", s) for n, s in sorted(config.collectors.items())]
     return f"# effective configuration (from {config.source} and command-line flags)\n" + "\n".join(
         tables

@@ -11,4 +11,4 @@ __version__ = "0.1.0"
 # the minor one is what peers send as ``contract_minor_version``. Bump the minor together
 # with the "This file set is contract v1.N" line of common.proto (a test compares them).
 CONTRACT_MAJOR_VERSION = 1
-CONTRACT_MINOR_VERSION = 0
+CONTRACT_MINOR_VERSION = 1

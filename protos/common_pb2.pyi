@@ -238,16 +238,18 @@ class Scores(_message.Message):
     def __init__(self, failure_predictions: _Optional[_Iterable[_Union[FailurePrediction, _Mapping]]] = ..., anomalies: _Optional[_Iterable[_Union[Anomaly, _Mapping]]] = ...) -> None: ...
 
 class CollectorStatus(_message.Message):
-    __slots__ = ("name", "ok", "duration_seconds", "error")
+    __slots__ = ("name", "ok", "duration_seconds", "error", "last_success_at")
     NAME_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    LAST_SUCCESS_AT_FIELD_NUMBER: _ClassVar[int]
     name: str
     ok: bool
     duration_seconds: float
     error: str
-    def __init__(self, name: _Optional[str] = ..., ok: _Optional[bool] = ..., duration_seconds: _Optional[float] = ..., error: _Optional[str] = ...) -> None: ...
+    last_success_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., ok: _Optional[bool] = ..., duration_seconds: _Optional[float] = ..., error: _Optional[str] = ..., last_success_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class UnavailableDevice(_message.Message):
     __slots__ = ("collector", "device", "since", "reason")

@@ -201,16 +201,22 @@ def test_collect_loop_keeps_going_when_cycles_overrun_the_interval(
         "--procfs-root",
         str(node.procfs),
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(3)
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    lines = [json.loads(line) for line in out.splitlines()]
-    assert len(lines) >= 3, err
+    out_path = tmp_path / "out.jsonl"
+    with out_path.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.PIPE, text=True)
+        try:
+            # Wait for cycles, not for a fixed time: start-up (imports, model loading)
+            # is slow on a loaded machine.
+            deadline = time.monotonic() + 60
+            while out_path.read_bytes().count(b"\n") < 4 and time.monotonic() < deadline:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+    lines = [json.loads(line) for line in out_path.read_text().splitlines()]
+    assert len(lines) >= 4, err
     stamps = [line["timestamp_seconds"] for line in lines]
     assert stamps == sorted(stamps)
     assert proc.returncode == 130
