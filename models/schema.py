@@ -18,7 +18,9 @@ Two layers:
   ``NaN`` on the wire and ``fill`` (a neutral value) in front of a model.
 
 Schemas: ``NODE`` (one vector per node and cycle), ``VM`` (one per VM), ``DISK`` (one
-per disk; the disk failure model, trainable on Backblaze Drive Stats columns).
+per disk; the disk failure model, trainable on Backblaze Drive Stats columns), ``SERIES``
+(one per point of any univariate series; its signals are scale-free deviations that
+:mod:`novacron.models.series` derives from the raw values, so one model fits every series).
 """
 
 from __future__ import annotations
@@ -540,7 +542,82 @@ _DISK_FEATURES = (
 
 DISK = Schema("disk", 1, _DISK_SIGNALS, tuple(_DISK_FEATURES))
 
-SCHEMAS = {s.name: s for s in (NODE, VM, DISK)}
+# --- univariate series -------------------------------------------------------------
+# A series model sees how unusual the latest values are against the series' own trailing
+# day, never the raw values: CPU percent, bytes per second and request counts then share
+# one model (trained and evaluated on the Numenta Anomaly Benchmark). The signals are
+# computed by novacron.models.series from the raw series, one per point, causally.
+
+_SERIES_SIGNALS = (
+    Signal(
+        "value_z",
+        "ratio",
+        "gauge",
+        "models.series (trailing 24 h, current point excluded)",
+        "value minus the trailing mean, in trailing standard deviations",
+    ),
+    Signal(
+        "value_robust_z",
+        "ratio",
+        "gauge",
+        "models.series (trailing 24 h, current point excluded)",
+        "value minus the trailing median, in 1.4826 x trailing MAD",
+    ),
+    Signal(
+        "exceedance",
+        "ratio",
+        "gauge",
+        "models.series (trailing 24 h, current point excluded)",
+        "distance outside the trailing min..max range, in units of that range (0 inside)",
+    ),
+    Signal(
+        "diff_z",
+        "ratio",
+        "gauge",
+        "models.series (trailing 24 h, current point excluded)",
+        "change since the previous value, in trailing standard deviations of changes",
+    ),
+)
+
+_SERIES_FEATURES = (
+    _features(
+        "value_z",
+        "ratio",
+        0.0,
+        ("last", 15 * MINUTE, "current deviation"),
+        ("mean", HOUR, "sustained deviation (level shift)"),
+        ("max", HOUR, "highest deviation, last hour"),
+        ("min", HOUR, "lowest deviation, last hour"),
+        ("std", HOUR, "local variability against the day's (flat or noisy stretch)"),
+    )
+    + _features(
+        "value_robust_z",
+        "ratio",
+        0.0,
+        ("last", 15 * MINUTE, "current deviation, robust"),
+        ("mean", HOUR, "sustained deviation, robust"),
+    )
+    + _features(
+        "exceedance",
+        "ratio",
+        0.0,
+        ("last", 15 * MINUTE, "outside the day's range now"),
+        ("max", HOUR, "furthest outside the day's range, last hour"),
+    )
+    + _features(
+        "diff_z",
+        "ratio",
+        0.0,
+        ("last", 15 * MINUTE, "current jump"),
+        ("max", HOUR, "largest rise, last hour"),
+        ("min", HOUR, "largest drop, last hour"),
+        ("std", HOUR, "local jumpiness against the day's"),
+    )
+)
+
+SERIES = Schema("series", 1, _SERIES_SIGNALS, tuple(_SERIES_FEATURES))
+
+SCHEMAS = {s.name: s for s in (NODE, VM, DISK, SERIES)}
 
 
 def schema_for(version_tag: str) -> Schema:

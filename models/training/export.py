@@ -55,6 +55,41 @@ def export(
 ) -> ModelCard:
     """Write ``<name>.onnx`` and ``<name>.card.json`` into ``out_dir``; return the card."""
     onnx_bytes = to_onnx_bytes(estimator, len(schema.features), classifier=classifier)
+    return write_model(
+        onnx_bytes,
+        name=name,
+        version=version,
+        kind=kind,
+        schema=schema,
+        out_dir=out_dir,
+        outputs=outputs,
+        horizons_seconds=horizons_seconds,
+        thresholds=thresholds,
+        metrics=metrics,
+        training_data=training_data,
+        calibration=calibration,
+        extra=extra,
+    )
+
+
+def write_model(
+    onnx_bytes: bytes,
+    *,
+    name: str,
+    version: str,
+    kind: ModelKind,
+    schema: Schema,
+    out_dir: Path,
+    outputs: dict[str, str],
+    horizons_seconds: tuple[float, ...] = (),
+    thresholds: dict[str, float] | None = None,
+    metrics: dict[str, Any] | None = None,
+    training_data: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> ModelCard:
+    """Write an already serialised ONNX graph and its card (models not built by skl2onnx,
+    e.g. a rule written as a graph); :func:`export` ends here too."""
     card = ModelCard(
         name=name,
         version=version,

@@ -60,7 +60,9 @@ def parse_time(text: str) -> float:
     return stamp.timestamp()
 
 
-def parse_windows(text: str, source: str = WINDOWS_FILE) -> dict[str, tuple[tuple[float, float], ...]]:
+def parse_windows(
+    text: str, source: str = WINDOWS_FILE
+) -> dict[str, tuple[tuple[float, float], ...]]:
     """``combined_windows.json`` text -> windows per series key; raises ValueError if the
     file is not a mapping of lists of ``[start, end]`` pairs."""
     data = json.loads(text)
@@ -82,9 +84,7 @@ def parse_windows(text: str, source: str = WINDOWS_FILE) -> dict[str, tuple[tupl
     return out
 
 
-def parse_series(
-    text: str, source: str
-) -> tuple[tuple[str, ...], FloatArray, FloatArray]:
+def parse_series(text: str, source: str) -> tuple[tuple[str, ...], FloatArray, FloatArray]:
     """CSV text -> (verbatim timestamps, unix times, values), time-ordered.
 
     Malformed rows (wrong field count, bad timestamp, non-numeric or non-finite value)
@@ -160,4 +160,3 @@ def split(series: Sequence[NabSeries]) -> tuple[list[NabSeries], list[NabSeries]
     tuning = [s for s in series if is_tuning(s.key, keys)]
     held_out = [s for s in series if not is_tuning(s.key, keys)]
     return tuning, held_out
-
