@@ -151,11 +151,20 @@ def _features(
                 aggregation,
                 window,
                 _agg_unit(aggregation, unit),
-                fill,
+                _neutral(aggregation, fill),
                 description,
             )
         )
     return out
+
+
+def _neutral(aggregation: Aggregation, level_fill: float) -> float:
+    """The no-data value of one aggregation: a level's neutral value for levels, but
+    "no change" for changes. A trend or an increase with too few samples (an agent that
+    just started) must read as steady, never as 40 degrees per minute."""
+    if aggregation in ("trend", "increase", "rate_per_hour", "std"):
+        return 0.0
+    return level_fill
 
 
 def _window_suffix(seconds: float) -> str:

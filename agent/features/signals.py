@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from novacron.agent.collectors._host_model import HostReadings
+from novacron.agent.collectors._hwmon_parse import FanSensor
 from novacron.agent.collectors._libvirt_model import LibvirtReadings
 from novacron.agent.collectors._nvml_model import NvmlReadings
 from novacron.agent.collectors.cpuinfo import CpuInventory
@@ -197,8 +198,17 @@ def hwmon_signals(hwmon: HwmonReadings) -> SignalValues:
     return {
         "temp_max_celsius": hwmon.hottest_celsius,
         "temp_margin_celsius": hwmon.min_margin_to_crit_celsius,
-        "fan_min_rpm": min_known(f.speed_rpm for chip in hwmon.chips for f in chip.fans),
+        "fan_min_rpm": min_known(
+            f.speed_rpm for chip in hwmon.chips for f in chip.fans if _fan_is_monitored(f)
+        ),
     }
+
+
+def _fan_is_monitored(fan: FanSensor) -> bool:
+    """A fan header reading 0 rpm with no minimum and no alarm has nothing connected
+    (boards expose every header; unconnected ones read 0 for ever). A stopped fan on a
+    connected header trips its alarm or sits below its configured minimum."""
+    return fan.speed_rpm > 0 or bool(fan.alarm) or (fan.min_rpm or 0) > 0
 
 
 def edac_signals(edac: EdacReadings) -> SignalValues:

@@ -32,6 +32,9 @@ def to_onnx_bytes(estimator: Any, n_features: int, *, classifier: bool) -> bytes
         initial_types=[("input", FloatTensorType([None, n_features]))],
         options=options,
         target_opset=TARGET_OPSET,
+        # skl2onnx names the graph with a random id otherwise: the same model would get
+        # a new sha256 on every export and look like a new model to every agent.
+        name=type(estimator).__name__,
     )
     return bytes(onx.SerializeToString())
 

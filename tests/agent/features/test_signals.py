@@ -81,7 +81,7 @@ EXPECTED_NODE = {
     "net_drops_per_second": 20 / 10.0,  # eno1 rx drops +20 per tick
     "temp_max_celsius": 52.0,  # thermal_zone2 (x86_pkg_temp) 52000
     "temp_margin_celsius": 84.85 - 38.85,  # nvme Composite: crit 84850, input 38850
-    "fan_min_rpm": 0.0,  # nct6775 fan2 stopped
+    "fan_min_rpm": 860.0,  # fan3; fan2 reads 0 with min 0 and no alarm: an unconnected header
     # smartctl: sda = failing ST3500418AS (5: 2144, 187: 59, 197: 72, 198: 72), the
     # five others healthy with zero counters
     "smart_reallocated_sectors": 2144.0,
@@ -478,3 +478,42 @@ def test_signal_names_are_all_in_the_schemas(run: Run) -> None:
     for values in run.signals.disks.values():
         assert set(values) == set(DISK.signal_names)
     assert not any(isinstance(v, float) and math.isnan(v) for v in run.signals.node.values())
+
+
+def test_unconnected_fan_headers_do_not_count_as_stopped_fans() -> None:
+    from novacron.agent.collectors._hwmon_parse import FanSensor
+    from novacron.agent.collectors.hwmon import HwmonChip, HwmonReadings
+    from novacron.agent.features.signals import hwmon_signals
+
+    def fan(rpm: int, *, alarm: bool | None = None, min_rpm: int | None = None) -> FanSensor:
+        return FanSensor(
+            key=f"chip/fan{rpm}",
+            sensor="fan",
+            label=None,
+            speed_rpm=rpm,
+            min_rpm=min_rpm,
+            alarm=alarm,
+        )
+
+    def chip(*fans: FanSensor) -> HwmonReadings:
+        c = HwmonChip(
+            key="nct",
+            name="nct6775",
+            device_path=None,
+            temperatures=(),
+            fans=fans,
+            voltages=(),
+            powers=(),
+        )
+        return HwmonReadings(
+            chips=(c,),
+            thermal_zones=(),
+            hottest_celsius=None,
+            min_margin_to_crit_celsius=None,
+            unavailable=(),
+        )
+
+    assert hwmon_signals(chip(fan(1150), fan(0), fan(860)))["fan_min_rpm"] == 860
+    assert hwmon_signals(chip(fan(0)))["fan_min_rpm"] is None
+    assert hwmon_signals(chip(fan(1150), fan(0, alarm=True)))["fan_min_rpm"] == 0
+    assert hwmon_signals(chip(fan(1150), fan(0, min_rpm=300)))["fan_min_rpm"] == 0
