@@ -2,7 +2,8 @@
 
 ``collect`` runs the collectors (once with ``--once``) and prints a summary table or,
 with ``--json``, the full typed sample; ``inventory`` prints the static inventory;
-``health`` asks the running agent on its health socket.
+``health`` asks the running agent on its health socket; ``run`` is the daemon
+(:mod:`novacron.agent.daemon`).
 The flags override the config file, so the same binary runs against fixture roots.
 """
 
@@ -25,6 +26,7 @@ from novacron.agent.config import (
     render_config,
     with_overrides,
 )
+from novacron.agent.daemon import DaemonConfigError, RunFlags, run_daemon, with_run_flags
 from novacron.agent.health_client import (
     DEFAULT_TIMEOUT_SECONDS,
     HealthQueryError,
@@ -102,6 +104,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the effective configuration as TOML",
         description="Validate the config file and flags, then print every setting with "
         "its effective value (a complete, valid agent.toml).",
+    )
+
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run the agent: collect, score, spool and stream to the coordinator",
+        description="Run the agent daemon: collect every interval, score, store each frame "
+        "in the local spool and stream the spool to the coordinator (mutual TLS unless "
+        "--insecure). SIGTERM/SIGINT stop it gracefully (exit 0), SIGHUP reloads the config.",
+    )
+    run.add_argument(
+        "--coordinator", metavar="HOST:PORT", help="coordinator address ([coordinator] address)"
+    )
+    run.add_argument("--node-id", metavar="ID", help="this node's id ([agent] node_id)")
+    run.add_argument(
+        "--interval",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="collection interval ([agent] interval_seconds)",
+    )
+    run.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="spool, feature windows and accepted models live here ([agent] state_dir)",
+    )
+    run.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext to the coordinator, no certificates (tests and loopback demos only)",
+    )
+    run.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics",
     )
 
     health = sub.add_parser(
@@ -249,6 +286,32 @@ def cmd_health(args: argparse.Namespace, config: AgentConfig) -> int:
     return 0
 
 
+def run_config(args: argparse.Namespace) -> AgentConfig:
+    """The config file with the collect flags and ``run``'s own flags applied."""
+    return with_run_flags(
+        config_from_args(args),
+        RunFlags(
+            coordinator=args.coordinator,
+            node_id=args.node_id,
+            interval_seconds=args.interval,
+            state_dir=args.state_dir,
+            insecure=args.insecure,
+            log_level=args.log_level,
+        ),
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        config = run_config(args)
+    except (ConfigError, DaemonConfigError) as exc:
+        print(f"novacron-agent: config error: {exc}", file=sys.stderr)
+        return 2
+    return run_daemon(
+        config, reload_config=lambda: run_config(args), metrics_listen=args.metrics_listen
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -264,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "health":
         return cmd_health(args, config)
+    if args.command == "run":
+        return cmd_run(args)
     return cmd_inventory(args, config)
 
 

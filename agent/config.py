@@ -20,6 +20,14 @@ Layout::
     socket_path = "/run/novacron-agent/agent.sock"
     socket_group = "novacron"
 
+    [coordinator]                    # the telemetry stream (``novacron-agent run``)
+    address = "coord.example:7443"
+    ca_cert = "/etc/novacron/tls/ca.crt"
+    client_cert = "/etc/novacron/tls/agent.crt"
+    client_key = "/etc/novacron/tls/agent.key"
+    insecure = false
+    trusted_model_keys = ["/etc/novacron/tls/model-signing.pub"]
+
     [collectors.smart]               # one table per registered collector
     enabled = true
     smartctl_path = "/usr/sbin/smartctl"
@@ -53,7 +61,10 @@ DEFAULT_CONFIG_PATH = Path("/etc/novacron/agent.toml")
 DEFAULT_HEALTH_SOCKET = Path("/run/novacron-agent/agent.sock")
 # sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
 MAX_UNIX_SOCKET_PATH_BYTES = 107
-SECTIONS = ("agent", "collectors", "scoring", "health")
+SECTIONS = ("agent", "collectors", "scoring", "health", "coordinator")
+DEFAULT_TLS_DIR = Path("/etc/novacron/tls")
+DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 * 1024
+DEFAULT_SPOOL_MAX_AGE_SECONDS = 7 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -109,12 +120,54 @@ class HealthSettings:
 
 
 @dataclass(frozen=True)
+class CoordinatorSettings:
+    """Where ``novacron-agent run`` streams its frames, and whom it trusts.
+
+    Mutual TLS by default: the CA that signed the coordinator's certificate, and this
+    node's client certificate and key (``novacron-coordinator pki issue-agent``).
+    ``insecure`` (plaintext, tests and demos on loopback only) needs no files.
+    """
+
+    # HOST:PORT; empty: ``run`` needs ``--coordinator``.
+    address: str = ""
+    ca_cert: Path = DEFAULT_TLS_DIR / "ca.crt"
+    client_cert: Path = DEFAULT_TLS_DIR / "agent.crt"
+    client_key: Path = DEFAULT_TLS_DIR / "agent.key"
+    insecure: bool = False
+    # Ed25519 public keys (PEM) whose signatures make a pushed model acceptable; empty:
+    # every model update is refused and the loaded models stay.
+    trusted_model_keys: tuple[Path, ...] = ()
+    # Longest wait between reconnect attempts (exponential backoff with full jitter).
+    reconnect_max_seconds: float = 30.0
+    # The spool (``<state_dir>/spool.sqlite``) holds frames until the coordinator has
+    # stored them; past either bound the oldest are dropped (counted and logged).
+    spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
+    spool_max_age_seconds: float = DEFAULT_SPOOL_MAX_AGE_SECONDS
+
+    def __post_init__(self) -> None:
+        if self.address:
+            split_address(self.address)
+        positive("reconnect_max_seconds", self.reconnect_max_seconds)
+        positive("spool_max_bytes", self.spool_max_bytes)
+        positive("spool_max_age_seconds", self.spool_max_age_seconds)
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) as host and port; ValueError naming it."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"address: expected HOST:PORT, got {address!r}")
+    return host, int(port)
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     agent: AgentSettings = field(default_factory=AgentSettings)
     collectors: dict[str, CollectorSettings] = field(default_factory=dict)
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
     source: str = "<defaults>"
     health: HealthSettings = field(default_factory=HealthSettings)
+    coordinator: CoordinatorSettings = field(default_factory=CoordinatorSettings)
 
     @property
     def node_id(self) -> str:
@@ -139,6 +192,7 @@ def parse_config(data: dict[str, Any], source: str) -> AgentConfig:
     agent = build(AgentSettings, data.get("agent", {}), source, "agent")
     scoring = build(ScoringSettings, data.get("scoring", {}), source, "scoring")
     health = build(HealthSettings, data.get("health", {}), source, "health")
+    coordinator = build(CoordinatorSettings, data.get("coordinator", {}), source, "coordinator")
     known = registry()
     tables = data.get("collectors", {})
     if not isinstance(tables, dict):
@@ -167,7 +221,12 @@ def parse_config(data: dict[str, Any], source: str) -> AgentConfig:
                 source, f"collectors.{name}.interval_seconds", f"must be > 0, got {interval}"
             )
     return AgentConfig(
-        agent=agent, collectors=collectors, scoring=scoring, source=source, health=health
+        agent=agent,
+        collectors=collectors,
+        scoring=scoring,
+        source=source,
+        health=health,
+        coordinator=coordinator,
     )
 
 
@@ -219,6 +278,7 @@ def render_config(config: AgentConfig) -> str:
         to_toml_table("agent", config.agent),
         to_toml_table("scoring", config.scoring),
         to_toml_table("health", config.health),
+        to_toml_table("coordinator", config.coordinator),
     ]
     tables += [to_toml_table(f"collectors.{n}", s) for n, s in sorted(config.collectors.items())]
     return f"# effective configuration (from {config.source} and command-line flags)\n" + "\n".join(

@@ -106,7 +106,9 @@ def test_malformed_toml_names_the_file(tmp_path: Path) -> None:
 def test_unknown_section(tmp_path: Path) -> None:
     error = config_error(tmp_path, "[agnet]\nnode_id = 'x'\n")
     assert error.key == "agnet"
-    assert "unknown section (known: agent, collectors, scoring, health)" in error.problem
+    assert (
+        "unknown section (known: agent, collectors, scoring, health, coordinator)" in error.problem
+    )
 
 
 def test_unknown_key_in_agent(tmp_path: Path) -> None:
