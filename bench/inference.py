@@ -16,6 +16,7 @@ bundled models loaded.
 from __future__ import annotations
 
 import argparse
+import functools
 import subprocess
 import sys
 import tempfile
@@ -168,8 +169,8 @@ def main() -> int:
             for frame in frames[:50]:
                 model.run(frame)
                 sk(frame)
-            onnx_us = [time_call(lambda f=f, m=model: m.run(f)) for f in frames]
-            sk_us = [time_call(lambda f=f, p=sk: p(f)) for f in frames]
+            onnx_us = [time_call(functools.partial(model.run, f)) for f in frames]
+            sk_us = [time_call(functools.partial(sk, f)) for f in frames]
             for i in range(args.frames):
                 onnx_total[i] += onnx_us[i]
                 sk_total[i] += sk_us[i]
