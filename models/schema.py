@@ -25,6 +25,7 @@ per disk; the disk failure model, trainable on Backblaze Drive Stats columns), `
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -111,7 +112,7 @@ class Schema:
     def longest_window_seconds(self) -> float:
         return max(f.window_seconds for f in self.features)
 
-    @property
+    @functools.cached_property
     def hash(self) -> str:
         """sha256 of the canonical JSON: changes whenever any name/order/window changes."""
         canonical = json.dumps(self.to_json_dict(), sort_keys=True, separators=(",", ":"))
