@@ -1,0 +1,262 @@
+"""Ingest throughput: N simulated agents on loopback streaming to one coordinator.
+
+For each fleet size the same client load runs twice in one invocation: against a real
+``novacron-coordinator run`` subprocess (decode, validate, convert, batched durable
+SQLite writes, acks after commit) and against a baseline: plain gRPC, a bare servicer
+that acknowledges every message without decoding or storing it. Prints sustained
+frames/s, p50/p99 ack latency, coordinator CPU and RSS, and our/baseline ratio.
+
+Modes: ``--batch 1`` is the live shape (one frame per message); ``--batch 50`` is the
+replay shape (a reconnecting agent's spool in batches). ``--interval 10`` paces each
+agent at one message per 10 s (the default agent interval): the largest N that keeps
+p99 ack within 250 ms is the fleet one coordinator sustains.
+
+    .venv/bin/python -m bench.ingest --agents 100 1000 [--batch 1] [--window 1] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psutil
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from novacron.protos import telemetry_pb2, telemetry_pb2_grpc
+from tests.coordinator.frames import make_frame
+from tests.coordinator.ingest_support import AgentStream, free_port
+
+
+def message_for(template: telemetry_pb2.Frame, first: int, count: int) -> bytes:
+    batch = telemetry_pb2.FrameBatch()
+    for seq in range(first, first + count):
+        template.seq = seq
+        batch.frames.append(template)
+    return telemetry_pb2.AgentMessage(frames=batch).SerializeToString()
+
+
+async def one_agent(
+    address: str,
+    node_id: str,
+    opts: dict[str, Any],
+    stop_at: float,
+    out: list[tuple[int, list[float]]],
+) -> None:
+    template = make_frame(node_id, 1)
+    latencies: list[float] = []
+    frames = 0
+    async with grpc.aio.insecure_channel(address) as channel:
+        stream, welcome = await AgentStream.connect(channel, node_id)
+        seq = welcome.highest_durable_seq + 1
+        sent_at: list[float] = []
+        while time.monotonic() < stop_at or sent_at:
+            while len(sent_at) < opts["window"] and time.monotonic() < stop_at:
+                await stream.send(message_for(template, seq, opts["batch"]))
+                seq += opts["batch"]
+                sent_at.append(time.perf_counter())
+            await stream.recv_ack()
+            latencies.append(time.perf_counter() - sent_at.pop(0))
+            frames += opts["batch"]
+            if opts["interval"]:
+                await asyncio.sleep(max(0.0, opts["interval"] - latencies[-1]))
+        await stream.close()
+        await stream.end()
+    out.append((frames, latencies))
+
+
+def client_process(
+    address: str, nodes: list[str], opts: dict[str, Any], start_at: float, queue: Any
+) -> None:
+    async def main() -> list[tuple[int, list[float]]]:
+        out: list[tuple[int, list[float]]] = []
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        if opts["interval"]:  # agents do not all start in the same millisecond
+            await asyncio.sleep(random.random() * opts["interval"])
+        stop_at = time.monotonic() + opts["seconds"]
+        await asyncio.gather(*(one_agent(address, n, opts, stop_at, out) for n in nodes))
+        return out
+
+    queue.put(asyncio.run(main()))
+
+
+class PlainAck:
+    """The baseline: gRPC streaming with an ack per message, no decoding, no storing."""
+
+    async def Stream(self, requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        acked = 0
+        async for message in requests:
+            if message.HasField("hello"):
+                yield telemetry_pb2.CoordinatorMessage(
+                    welcome=telemetry_pb2.Welcome(highest_durable_seq=0)
+                )
+                continue
+            acked += max(1, len(message.frames.frames))
+            yield telemetry_pb2.CoordinatorMessage(ack=telemetry_pb2.Ack(highest_durable_seq=acked))
+
+
+def plain_server(address: str) -> None:
+    async def serve() -> None:
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 32 << 20)])
+        servicer: Any = PlainAck()  # an aio servicer; the generated stubs type the sync API
+        telemetry_pb2_grpc.add_TelemetryServiceServicer_to_server(servicer, server)
+        health = __import__("grpc_health.v1.health", fromlist=["aio"]).aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        server.add_insecure_port(address)
+        await server.start()
+        await server.wait_for_termination()
+
+    asyncio.run(serve())
+
+
+def wait_healthy(address: str, proc: Any) -> None:
+    with grpc.insecure_channel(address) as channel:
+        for _ in range(300):
+            try:
+                health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1
+                )
+                return
+            except grpc.RpcError:
+                if proc.poll() is not None if hasattr(proc, "poll") else not proc.is_alive():
+                    raise SystemExit("server exited during start-up") from None
+                time.sleep(0.1)
+    raise SystemExit("server did not become healthy")
+
+
+@dataclass
+class Result:
+    frames_per_second: float
+    p50_ms: float
+    p99_ms: float
+    cpu_percent: float
+    rss_mib: float
+
+
+def drive(address: str, pid: int, n_agents: int, opts: dict[str, Any]) -> Result:
+    server = psutil.Process(pid)
+    queue: Any = mp.Queue()
+    nodes = [f"hv-{i:04d}" for i in range(n_agents)]
+    start_at = time.time() + 1.5
+    procs = [
+        mp.Process(
+            target=client_process, args=(address, nodes[i :: opts["procs"]], opts, start_at, queue)
+        )
+        for i in range(opts["procs"])
+    ]
+    for p in procs:
+        p.start()
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu0 = server.cpu_times()
+    t0 = time.monotonic()
+    results = [r for _ in procs for r in queue.get()]
+    elapsed = time.monotonic() - t0
+    cpu1 = server.cpu_times()
+    rss = server.memory_info().rss
+    for p in procs:
+        p.join()
+    frames = sum(f for f, _ in results)
+    lat = sorted(x for _, xs in results for x in xs) or [float("nan")]
+
+    def pct(q: float) -> float:
+        return float(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000)
+
+    cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / elapsed * 100
+    return Result(frames / elapsed, pct(0.5), pct(0.99), cpu, rss / 2**20)
+
+
+def ours(n_agents: int, opts: dict[str, Any]) -> Result:
+    tmp = Path(tempfile.mkdtemp(prefix="novacron-ingest-"))
+    address = f"127.0.0.1:{free_port()}"
+    config = tmp / "coordinator.toml"
+    config.write_text(f"[store]\nbatch_max_delay_seconds = {opts['delay']}\n")
+    coordinator = Path(sys.executable).parent / "novacron-coordinator"
+    with (tmp / "log").open("wb") as log:
+        server = subprocess.Popen(
+            [
+                str(coordinator),
+                "run",
+                "--insecure",
+                "--listen",
+                address,
+                "--db",
+                str(tmp / "c.db"),
+                "--config",
+                str(config),
+                "--log-level",
+                "warning",
+            ],
+            stderr=log,
+        )
+        try:
+            wait_healthy(address, server)
+            return drive(address, server.pid, n_agents, opts)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(60)
+
+
+def baseline(n_agents: int, opts: dict[str, Any]) -> Result:
+    address = f"127.0.0.1:{free_port()}"
+    server = mp.Process(target=plain_server, args=(address,))
+    server.start()
+    try:
+        wait_healthy(address, server)
+        assert server.pid is not None
+        return drive(address, server.pid, n_agents, opts)
+    finally:
+        server.terminate()
+        server.join(10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--batch", type=int, default=1, help="frames per message")
+    parser.add_argument("--window", type=int, default=1, help="unacked messages per agent")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=0.0,
+        help="seconds between an agent's messages (0: as fast as acks allow)",
+    )
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--procs", type=int, default=2, help="client processes")
+    parser.add_argument("--delay", type=float, default=0.05, help="store batch_max_delay_seconds")
+    args = parser.parse_args()
+    opts = vars(args)
+    print(
+        f"batch {args.batch} frame(s)/message, window {args.window}, interval "
+        f"{args.interval or 'none'}, {args.seconds:.0f} s per run, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'agents':>6} {'server':<10}{'frames/s':>10}{'ack p50 ms':>12}{'ack p99 ms':>12}"
+        f"{'CPU %':>8}{'RSS MiB':>9}"
+    )
+    for n in args.agents:
+        rows = {"ours": ours(n, opts), "plain gRPC": baseline(n, opts)}
+        for label, r in rows.items():
+            print(
+                f"{n:>6} {label:<10}{r.frames_per_second:>10.0f}{r.p50_ms:>12.1f}"
+                f"{r.p99_ms:>12.1f}{r.cpu_percent:>8.0f}{r.rss_mib:>9.0f}",
+                flush=True,
+            )
+        ratio = rows["ours"].frames_per_second / max(rows["plain gRPC"].frames_per_second, 1e-9)
+        print(f"{'':>6} ratio ours/plain gRPC throughput {ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
