@@ -62,7 +62,13 @@ from novacron.models.evaluation.event_metrics import Window, WindowCounts, total
 from novacron.models.runtime import OnnxModel
 from novacron.models.schema import HOUR, MINUTE, NODE, VM, Schema
 from novacron.models.training import distill
-from novacron.models.training.export import PARITY_TOLERANCE, export, max_abs_difference
+from novacron.models.training.export import (
+    PARITY_TOLERANCE,
+    add_parity_dir_option,
+    export,
+    max_abs_difference,
+    save_parity,
+)
 from novacron.models.training.pipeline import register
 from novacron.models.training.simulator import (
     Event,
@@ -90,7 +96,6 @@ FEATURE_Z_QUANTILE = 0.999
 FEATURE_Z_MIN = 3.5
 PARITY_ROWS = 400
 OUTPUT = "variable"  # skl2onnx's name for a regressor's output
-SOURCE_PARITY_DIR = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "models"
 
 
 @dataclass(frozen=True)
@@ -513,15 +518,7 @@ def write_parity(
     rest = rng.permutation(len(x_test))[:PARITY_ROWS]
     pick = np.unique(np.r_[top, rest])[:PARITY_ROWS]
     rows = x_test[pick].astype(np.float32)
-    parity_dir.mkdir(parents=True, exist_ok=True)
-    path = parity_dir / f"{card.name}.parity.npz"
-    np.savez_compressed(
-        path,
-        rows=rows,
-        reference_scores=model.score(rows),
-        model_sha256=np.array(card.sha256),
-    )
-    return path
+    return save_parity(parity_dir, card, rows, reference_scores=model.score(rows))
 
 
 def _training_data(
@@ -581,13 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also convert the teacher's IsolationForest to ONNX and time it (adds ~30 s)",
     )
-    parser.add_argument(
-        "--parity-dir",
-        type=Path,
-        default=SOURCE_PARITY_DIR if SOURCE_PARITY_DIR.parent.is_dir() else None,
-        help="where registered models' parity rows go (default: tests/fixtures/models "
-        "in a source checkout)",
-    )
+    add_parity_dir_option(parser)
     return parser
 
 

@@ -8,6 +8,7 @@ raw IsolationForest graphs (see the anomaly model card).
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from novacron.models.runtime import OnnxModel, sha256_hex
 from novacron.models.schema import Schema
 
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
+# Where registered models' parity rows go in a source checkout (tests/fixtures/models).
+SOURCE_PARITY_DIR = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "models"
 PARITY_TOLERANCE = 1e-5
 
 
@@ -126,3 +129,26 @@ def max_abs_difference(
     """Largest |onnx - sklearn| over ``rows`` for one output (the parity check)."""
     onnx_output = model.run(rows)[output].astype(np.float64)
     return float(np.max(np.abs(onnx_output.reshape(sklearn_output.shape) - sklearn_output)))
+
+
+def add_parity_dir_option(parser: argparse.ArgumentParser) -> None:
+    """``--parity-dir`` for a training command (default: the source checkout's fixtures)."""
+    parser.add_argument(
+        "--parity-dir",
+        type=Path,
+        default=SOURCE_PARITY_DIR if SOURCE_PARITY_DIR.parent.is_dir() else None,
+        help="where registered models' parity rows go (default: tests/fixtures/models "
+        "in a source checkout)",
+    )
+
+
+def save_parity(
+    parity_dir: Path, card: ModelCard, rows: npt.NDArray[np.float32], **reference: Any
+) -> Path:
+    """Held-out rows and the estimator's outputs on them, tied to the shipped file's
+    sha256, so a test can prove the ONNX file agrees with the estimator it was converted
+    from (the estimator itself is not shipped)."""
+    parity_dir.mkdir(parents=True, exist_ok=True)
+    path = parity_dir / f"{card.name}.parity.npz"
+    np.savez_compressed(path, rows=rows, model_sha256=np.array(card.sha256), **reference)
+    return path

@@ -53,7 +53,13 @@ from novacron.models.evaluation.metrics import average_precision, best_f1_thresh
 from novacron.models.runtime import OnnxModel
 from novacron.models.schema import DAY, HOUR, MINUTE, NODE
 from novacron.models.training.distill import call_latency_us
-from novacron.models.training.export import PARITY_TOLERANCE, export, max_abs_difference
+from novacron.models.training.export import (
+    PARITY_TOLERANCE,
+    add_parity_dir_option,
+    export,
+    max_abs_difference,
+    save_parity,
+)
 from novacron.models.training.pipeline import (
     Dataset,
     DataValidationError,
@@ -78,7 +84,6 @@ CALIBRATION_EDGES = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.8
 PARITY_ROWS = 400
 OUTPUT = "probabilities"
 # Where the parity evidence for shipped models goes in a source checkout.
-SOURCE_PARITY_DIR = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "models"
 
 
 @dataclass(frozen=True)
@@ -455,13 +460,7 @@ def _write_parity(
     negatives = rng.permutation(np.flatnonzero(test.y == 0))
     pick = np.sort(np.r_[positives[: PARITY_ROWS // 2], negatives][:PARITY_ROWS])
     rows = test.filled()[pick]
-    parity_dir.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        parity_dir / f"{card.name}.parity.npz",
-        rows=rows,
-        sklearn_probabilities=model.predict_proba(rows),
-        model_sha256=np.array(card.sha256),
-    )
+    save_parity(parity_dir, card, rows, sklearn_probabilities=model.predict_proba(rows))
 
 
 def _training_data(
@@ -512,13 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--eval-nodes", type=int, default=defaults.eval_nodes)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument(
-        "--parity-dir",
-        type=Path,
-        default=SOURCE_PARITY_DIR if SOURCE_PARITY_DIR.parent.is_dir() else None,
-        help="where registered models' parity rows go (default: tests/fixtures/models "
-        "in a source checkout)",
-    )
+    add_parity_dir_option(parser)
     return parser
 
 

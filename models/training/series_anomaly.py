@@ -61,8 +61,10 @@ from novacron.models.training import distill
 from novacron.models.training.datasets import nab
 from novacron.models.training.export import (
     PARITY_TOLERANCE,
+    add_parity_dir_option,
     export,
     max_abs_difference,
+    save_parity,
     write_model,
 )
 from novacron.models.training.pipeline import register
@@ -82,7 +84,6 @@ THRESHOLD_TAIL_SHARES = tuple(float(v) for v in np.geomspace(1e-4, 0.2, 80))
 ONNX_OPSET = 17
 PARITY_ROWS = 400
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nab"
-SOURCE_PARITY_DIR = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "models"
 
 
 @dataclass(frozen=True)
@@ -362,15 +363,7 @@ def write_parity(
     top = np.argsort(-scores, kind="stable")[: PARITY_ROWS // 4]
     rest = np.random.default_rng(0).permutation(len(rows))[:PARITY_ROWS]
     picked = rows[np.unique(np.r_[top, rest])[:PARITY_ROWS]]
-    parity_dir.mkdir(parents=True, exist_ok=True)
-    path = parity_dir / f"{card.name}.parity.npz"
-    np.savez_compressed(
-        path,
-        rows=picked,
-        reference_scores=scorer(picked),
-        model_sha256=np.array(card.sha256),
-    )
-    return path
+    return save_parity(parity_dir, card, picked, reference_scores=scorer(picked))
 
 
 def _training_data(
@@ -427,12 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="NAB-like directory")
     parser.add_argument("--out", type=Path, default=BUNDLED_DIR, help="model directory")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument(
-        "--parity-dir",
-        type=Path,
-        default=SOURCE_PARITY_DIR if SOURCE_PARITY_DIR.parent.is_dir() else None,
-        help="where the registered model's parity rows go",
-    )
+    add_parity_dir_option(parser)
     return parser
 
 

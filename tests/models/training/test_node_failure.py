@@ -11,13 +11,16 @@ from novacron.agent.model_set import failure_model
 from novacron.models.card import BUNDLED_DIR, CARD_SUFFIX, ModelCard
 from novacron.models.runtime import OnnxModel
 from novacron.models.schema import DAY, MINUTE, NODE
-from novacron.models.training.export import PARITY_TOLERANCE, max_abs_difference
+from novacron.models.training.export import (
+    PARITY_TOLERANCE,
+    SOURCE_PARITY_DIR,
+    max_abs_difference,
+)
 from novacron.models.training.node_failure import (
     CALIBRATION_EDGES,
     HORIZONS,
     OUTPUT,
     ROW_STEP_SECONDS,
-    SOURCE_PARITY_DIR,
     WARMUP_SECONDS,
     FleetRows,
     TrainOptions,
