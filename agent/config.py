@@ -53,7 +53,7 @@ from novacron.protos.runtime.tomlconfig import (
     ConfigError,
     build,
     positive,
-    read_toml,
+    read_config_file,
     to_toml_table,
 )
 
@@ -232,11 +232,7 @@ def parse_config(data: dict[str, Any], source: str) -> AgentConfig:
 
 def load_config(path: Path | None) -> AgentConfig:
     """Load ``path``; without one, the default path if it exists, else built-in defaults."""
-    if path is None:
-        if not DEFAULT_CONFIG_PATH.exists():
-            return parse_config({}, "<defaults>")
-        path = DEFAULT_CONFIG_PATH
-    return parse_config(read_toml(path), str(path))
+    return parse_config(*read_config_file(path, DEFAULT_CONFIG_PATH))
 
 
 def with_overrides(

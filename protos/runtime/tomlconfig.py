@@ -42,6 +42,20 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
 
 
+def read_config_file(path: Path | None, default_path: Path) -> tuple[dict[str, Any], str]:
+    """The document to configure a program from, and where it came from.
+
+    An explicit ``path`` must exist. Without one, ``default_path`` is read if it exists;
+    otherwise the built-in defaults apply (an empty document, source ``<defaults>``), so
+    a program runs unconfigured but never ignores a file that is there.
+    """
+    if path is None:
+        if not default_path.exists():
+            return {}, "<defaults>"
+        path = default_path
+    return read_toml(path), str(path)
+
+
 def build(cls: type[T], data: Mapping[str, Any], source: str, prefix: str = "") -> T:
     """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
     if not isinstance(data, Mapping):

@@ -165,3 +165,14 @@ def test_read_toml_unreadable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         read_toml(tmp_path)  # a directory
     assert "cannot read config file" in str(error.value)
+
+
+def test_read_config_file_explicit_default_and_built_in(tmp_path: Path) -> None:
+    from novacron.protos.runtime.tomlconfig import read_config_file
+
+    default = tmp_path / "default.toml"
+    assert read_config_file(None, default) == ({}, "<defaults>")
+    default.write_text("[a]\nx = 1\n")
+    assert read_config_file(None, default) == ({"a": {"x": 1}}, str(default))
+    with pytest.raises(ConfigError, match="config file not found"):
+        read_config_file(tmp_path / "missing.toml", default)
