@@ -4,7 +4,8 @@ Evaluates the shipped models on any directory laid out like the public sets in
 ``../shared/data/`` and prints the metrics; ``--predictions-out`` writes every row's
 score and flag as CSV (``series_or_serial, timestamp_or_date, score, flag``) so an
 external scorer can re-score them. Each dataset is one module in
-:mod:`novacron.models.evaluation` exposing ``add_arguments(parser)`` and ``run(args)``.
+:mod:`novacron.models.evaluation` exposing ``MODEL_NAME`` (the shipped model ``--card``
+defaults to), ``add_arguments(parser)`` for its own options and ``run(args)``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 DATASETS = {
     "disk-backblaze": (
@@ -47,6 +49,12 @@ def build_parser(dataset: str | None = None) -> argparse.ArgumentParser:
         if full:
             module = importlib.import_module(module_name)
             p.description = module.__doc__
+            p.add_argument(
+                "--card",
+                type=Path,
+                default=None,
+                help=f"model card to evaluate (default: the shipped {module.MODEL_NAME})",
+            )
             module.add_arguments(p)
             p.set_defaults(run=module.run)
     return parser

@@ -50,12 +50,7 @@ FloatArray = npt.NDArray[np.float64]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--card",
-        type=Path,
-        default=None,
-        help=f"model card to evaluate (default: the shipped {MODEL_NAME})",
-    )
+    """No options beyond the dispatcher's (--data, --json, --predictions-out, --card)."""
 
 
 def score_rows(model: OnnxModel, rows: Dataset) -> FloatArray:

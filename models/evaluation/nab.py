@@ -65,12 +65,6 @@ FloatArray = npt.NDArray[np.float64]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--card",
-        type=Path,
-        default=None,
-        help=f"model card to evaluate (default: the shipped {MODEL_NAME})",
-    )
-    parser.add_argument(
         "--workers",
         type=int,
         default=min(2, os.cpu_count() or 1),
