@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from typing import Any
 import psutil
 
 from tests.fixtures.node import build_fixture_node
+from tests.fixtures.processes import console_script, free_port
 
 NODE_EXPORTER = "prometheus-node-exporter"
 
@@ -55,12 +55,6 @@ def measure(proc: subprocess.Popen[Any]) -> Usage:
     return Usage(t.user + t.system, t.children_user + t.children_system, peak_kib * 1024)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
@@ -84,7 +78,7 @@ def main() -> int:
     args = parser.parse_args()
 
     exporter = shutil.which(NODE_EXPORTER) or f"/usr/bin/{NODE_EXPORTER}"
-    agent = Path(sys.executable).parent / "novacron-agent"
+    agent = console_script("novacron-agent")
     with tempfile.TemporaryDirectory(prefix="novacron-bench-") as tmp:
         node = build_fixture_node(
             Path(tmp),

@@ -37,7 +37,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from novacron.protos import telemetry_pb2, telemetry_pb2_grpc
 from tests.coordinator.frames import make_frame
-from tests.coordinator.ingest_support import AgentStream, free_port
+from tests.coordinator.ingest_support import AgentStream
+from tests.fixtures.processes import console_script, free_port
 
 
 def message_for(template: telemetry_pb2.Frame, first: int, count: int) -> bytes:
@@ -182,7 +183,7 @@ def ours(n_agents: int, opts: dict[str, Any]) -> Result:
     address = f"127.0.0.1:{free_port()}"
     config = tmp / "coordinator.toml"
     config.write_text(f"[store]\nbatch_max_delay_seconds = {opts['delay']}\n")
-    coordinator = Path(sys.executable).parent / "novacron-coordinator"
+    coordinator = console_script("novacron-coordinator")
     with (tmp / "log").open("wb") as log:
         server = subprocess.Popen(
             [

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,19 +13,10 @@ import pytest
 
 from novacron.agent.cli import build_parser
 from tests.fixtures.numa import GIB, write_numa_tree
+from tests.fixtures.processes import console_script
 from tests.fixtures.procfs import write_procfs_tree
 
-
-def _agent_executable() -> str:
-    beside_python = Path(sys.prefix) / "bin" / "novacron-agent"
-    if beside_python.exists():
-        return str(beside_python)
-    found = shutil.which("novacron-agent")
-    assert found, "the novacron-agent console script is not installed (make setup)"
-    return found
-
-
-AGENT = _agent_executable()
+AGENT = console_script("novacron-agent")
 
 
 @dataclass(frozen=True)

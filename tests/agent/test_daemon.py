@@ -11,10 +11,8 @@ import json
 import logging
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -39,9 +37,10 @@ from novacron.protos import telemetry_pb2
 from novacron.protos.runtime.tomlconfig import ConfigError
 from tests.agent.fake_coordinator import FakeCoordinator, FakeServer
 from tests.fixtures.numa import write_numa_tree
+from tests.fixtures.processes import console_script, free_port
 from tests.fixtures.procfs import write_procfs_tree
 
-AGENT = str(Path(sys.prefix) / "bin" / "novacron-agent")
+AGENT = console_script("novacron-agent")
 NODE_ID = "hv-daemon-1"
 STOP_SECONDS = 6.0
 
@@ -155,12 +154,6 @@ def agents() -> Iterator[list[Agent]]:
     yield started
     for agent in started:
         agent.kill()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def scrape(port: int) -> dict[str, float]:

@@ -14,7 +14,6 @@ import os
 import socket
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,8 +45,9 @@ from novacron.protos.health_pb2_grpc import HealthServiceStub
 from novacron.protos.runtime.tomlconfig import ConfigError
 from tests.agent.node_cycles import collect_cycles
 from tests.agent.tiny_models import write_tiny_models
+from tests.fixtures.processes import console_script
 
-AGENT = str(Path(sys.prefix) / "bin" / "novacron-agent")
+AGENT = console_script("novacron-agent")
 FRAME_SEQ = 7
 COORDINATOR = "coord.test:7443"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import socket
 import sqlite3
 import threading
 from collections.abc import Coroutine, Sequence
@@ -128,13 +127,6 @@ class AgentStream:
 
     async def close(self) -> None:
         await self.call.done_writing()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def insecure_config(db_path: Path, **store: Any) -> CoordinatorConfig:

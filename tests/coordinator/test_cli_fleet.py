@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import replace
@@ -17,18 +15,9 @@ from novacron.coordinator.cli import build_parser, render_fleet
 from novacron.coordinator.store import NodeHello
 from novacron.coordinator.store_sqlite import SqliteStore
 from tests.coordinator.frames import stored, stored_range
+from tests.fixtures.processes import console_script
 
-
-def _coordinator_executable() -> str:
-    beside_python = Path(sys.executable).parent / "novacron-coordinator"
-    if beside_python.exists():
-        return str(beside_python)
-    found = shutil.which("novacron-coordinator")
-    assert found, "the novacron-coordinator console script is not installed (make setup)"
-    return found
-
-
-COORDINATOR = _coordinator_executable()
+COORDINATOR = console_script("novacron-coordinator")
 
 
 def coordinator(*args: str) -> subprocess.CompletedProcess[str]:

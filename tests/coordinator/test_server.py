@@ -14,7 +14,6 @@ import queue
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -45,14 +44,14 @@ from tests.coordinator.ingest_support import (
     StreamEnded,
     batch_from_bodies,
     frames_message,
-    free_port,
     insecure_config,
     make_hello,
     stored_seqs,
     with_settings,
 )
+from tests.fixtures.processes import console_script, free_port
 
-COORDINATOR = Path(sys.executable).parent / "novacron-coordinator"
+COORDINATOR = Path(console_script("novacron-coordinator"))
 
 
 @pytest.fixture
