@@ -288,7 +288,16 @@ def test_daemon_spools_while_coordinator_is_absent_and_delivers_later(
         assert fake.received_seqs(NODE_ID) == fake.seqs(NODE_ID)[: len(fake.received)]
         assert max(fake.batch_sizes) > 1  # the backlog went in batches
         assert "coordinator stream down; retrying" in agent.messages()
+        # The fake stores a frame before its ack reaches the agent: wait for the agent
+        # to have counted the acks rather than reading its metrics at one instant.
+        acked_by = time.monotonic() + 30
         metrics = scrape(metrics_port)
+        while (
+            metrics.get("novacron_agent_stream_frames_acked_total", 0.0) < waiting + 1
+            and time.monotonic() < acked_by
+        ):
+            time.sleep(0.1)
+            metrics = scrape(metrics_port)
         assert metrics["novacron_agent_stream_connected"] == 1.0
         assert metrics['novacron_agent_cycles_total{result="ok"}'] >= waiting + 1
         assert metrics["novacron_agent_stream_frames_acked_total"] >= waiting + 1
