@@ -8,7 +8,10 @@ runs as shipped (WAL, synchronous=FULL: one fsync per batch) on a file in ``--di
 Shapes: ``fleet`` batches hold one frame of each of N different nodes (the steady state:
 the ingest's writer gathers many streams into one transaction); ``replay`` batches hold
 consecutive frames of one node (an agent resending its spool). Prints the median of
-``--runs`` runs per shape.
+``--runs`` runs per shape, beside a baseline from the same run: plain ``sqlite3``
+inserting the same payload bytes keyed by (node, seq) in the same batches, with the same
+WAL and synchronous=FULL, so the ratio is what the store's schema, feature/prediction
+rows and ack watermark cost over a bare durable insert.
 
     .venv/bin/python -m bench.store_write [--dir /var/tmp] [--runs 3]
 """
@@ -16,6 +19,7 @@ consecutive frames of one node (an agent resending its spool). Prints the median
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -76,19 +80,51 @@ def run_once(directory: Path, batches: list[list[StoredFrame]]) -> float:
     return sum(len(b) for b in batches) / elapsed
 
 
+def run_baseline(directory: Path, batches: list[list[StoredFrame]]) -> float:
+    """Plain sqlite3: one (node_id, seq, payload) row per frame, one transaction a batch."""
+    with tempfile.TemporaryDirectory(dir=directory) as scratch:
+        db = sqlite3.connect(Path(scratch) / "baseline.db", isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute(
+                "CREATE TABLE frames (node_id TEXT, seq INTEGER, payload BLOB,"
+                " PRIMARY KEY (node_id, seq)) WITHOUT ROWID"
+            )
+            started = time.perf_counter()
+            for batch in batches:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(
+                    "INSERT OR IGNORE INTO frames VALUES (?, ?, ?)",
+                    [(f.node_id, f.seq, f.payload) for f in batch],
+                )
+                db.execute("COMMIT")
+            elapsed = time.perf_counter() - started
+        finally:
+            db.close()
+    return sum(len(b) for b in batches) / elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     print(f"payload {len(stored('x', 1).payload)} bytes per frame; database in {args.dir}")
-    print(f"{'shape':<8} {'batch':>6} {'frames/s':>10} {'ms/batch':>9}   runs (frames/s)")
+    print(
+        f"{'shape':<8} {'batch':>6} {'frames/s':>10} {'ms/batch':>9} "
+        f"{'baseline/s':>11} {'ratio':>6}   runs (frames/s)"
+    )
     for shape, batch, total in CASES:
         batches = frames_for(shape, batch, total)
         rates = [run_once(args.dir, batches) for _ in range(args.runs)]
         median = statistics.median(rates)
+        baseline = statistics.median(run_baseline(args.dir, batches) for _ in range(args.runs))
         runs = ", ".join(f"{r:,.0f}" for r in rates)
-        print(f"{shape:<8} {batch:>6} {median:>10,.0f} {1000 * batch / median:>9.2f}   {runs}")
+        print(
+            f"{shape:<8} {batch:>6} {median:>10,.0f} {1000 * batch / median:>9.2f} "
+            f"{baseline:>11,.0f} {median / baseline:>6.2f}   {runs}"
+        )
 
 
 if __name__ == "__main__":
