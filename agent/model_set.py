@@ -12,6 +12,15 @@ A model that fails any check is refused with its reason and the others still loa
 role with no model at all (node failure, disk failure, node anomaly, VM anomaly) is
 logged once and its scores are ``None``. Nothing here can stop the agent.
 
+A *fused* card (``kind = "fused"``, built by ``novacron.models.training.fuse``) is one
+graph holding several models of one schema (the node's failure and anomaly models), so
+the node's row costs one onnxruntime call per cycle instead of one per model. It is
+verified like any model, then used only for the members it names with exactly the
+version and sha256 that were loaded, and only after it gives the same scores as each
+member's own session (within the parity tolerance). Members keep their own session for
+batches (attributions) and when a member is updated; the fused model never adds or
+changes a score.
+
 Roles come from the card (``kind`` and feature schema), not from file names, so a
 retrained ``node-failure-2h`` is picked up without code changes.
 """
@@ -19,7 +28,8 @@ retrained ``node-failure-2h`` is picked up without code changes.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,12 +52,49 @@ _ROLE_BY_CARD: dict[tuple[str, str], Role] = {
 }
 PROBABILITIES = "probabilities"
 DEFAULT_FEATURE_Z = 3.5
+FUSED_KIND = "fused"
+# Fused and own scores of a member may differ by float32 summation order, no more.
+FUSED_TOLERANCE = 1e-5
 
 FloatArray32 = npt.NDArray[np.float32]
 
 
 class ModelRefused(Exception):
     """A model that loaded but does not keep the scoring contract."""
+
+
+class SharedRun:
+    """A fused session and its last single-row result, shared by the members it serves.
+
+    The members of one fused model score the same row one after the other in a cycle:
+    the first call runs the graph, the others find their column in the remembered
+    outputs (keyed by the row's bytes, so a different row is never answered from it).
+    """
+
+    def __init__(self, model: OnnxModel) -> None:
+        self.model = model
+        self._last: tuple[bytes, dict[str, FloatArray32]] | None = None
+
+    def outputs(self, row: FloatArray32) -> dict[str, FloatArray32]:
+        key = row.tobytes()
+        last = self._last  # one read: another thread may replace it meanwhile
+        if last is not None and last[0] == key:
+            return last[1]
+        outputs = self.model.run(row)
+        self._last = (key, outputs)
+        return outputs
+
+
+@dataclass(frozen=True)
+class FusedScore:
+    """Where one member's score is in a fused model's outputs."""
+
+    run: SharedRun
+    output: str
+    column: int
+
+    def scores(self, row: FloatArray32) -> npt.NDArray[np.float64]:
+        return self.run.outputs(row)[self.output][:, self.column].astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -57,6 +104,7 @@ class FailureModel:
     alert_threshold: float | None
     calibration: CalibrationTable  # no bins: no confidence interval
     baseline: FloatArray32 | None  # None: no contributing factors
+    fused: FusedScore | None = None  # single rows go through the fused model
 
     @property
     def name(self) -> str:
@@ -68,7 +116,12 @@ class FailureModel:
 
     def probabilities(self, rows: FloatArray32) -> npt.NDArray[np.float64]:
         """P(failure within the horizon) per row."""
-        return self.model.run(rows)[PROBABILITIES][:, 1].astype(np.float64)
+        if self.fused is not None and len(rows) == 1:
+            return self.fused.scores(rows)
+        return self.own_probabilities(rows)
+
+    def own_probabilities(self, rows: FloatArray32) -> npt.NDArray[np.float64]:
+        return self.model.output(rows, PROBABILITIES)[:, 1].astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -80,6 +133,7 @@ class AnomalyModel:
     feature_z: float
     median: npt.NDArray[np.float64] | None  # None: no per-feature z-scores
     mad: npt.NDArray[np.float64] | None
+    fused: FusedScore | None = None  # single rows go through the fused model
 
     @property
     def name(self) -> str:
@@ -91,7 +145,13 @@ class AnomalyModel:
 
     def scores(self, rows: FloatArray32) -> npt.NDArray[np.float64]:
         """One anomaly score per row (higher = more anomalous)."""
-        return self.model.run(rows)[self.output].reshape(len(rows), -1)[:, 0].astype(np.float64)
+        if self.fused is not None and len(rows) == 1:
+            return self.fused.scores(rows)
+        return self.own_scores(rows)
+
+    def own_scores(self, rows: FloatArray32) -> npt.NDArray[np.float64]:
+        output = self.model.output(rows, self.output)
+        return output.reshape(len(rows), -1)[:, 0].astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -102,11 +162,16 @@ class ModelSet:
     vm_anomaly: AnomalyModel | None = None
     refused: dict[str, str] = field(default_factory=dict)  # card file -> reason
     missing: tuple[Role, ...] = ()
+    fused: dict[str, tuple[str, ...]] = field(default_factory=dict)  # fused -> members served
+
+    def loaded(self) -> tuple[FailureModel | AnomalyModel, ...]:
+        """Every model in a role (fused models are not: they only serve these)."""
+        anomaly = (self.node_anomaly, self.vm_anomaly)
+        return (*self.node_failure, *self.disk_failure, *(m for m in anomaly if m is not None))
 
     def summary(self) -> dict[str, Any]:
         """Loaded model names and versions, for hello messages and the CLI."""
-        loaded = [*self.node_failure, *self.disk_failure, self.node_anomaly, self.vm_anomaly]
-        return {m.name: m.version for m in loaded if m is not None}
+        return {m.name: m.version for m in self.loaded()}
 
 
 def load_models(directory: Path) -> ModelSet:
@@ -115,9 +180,13 @@ def load_models(directory: Path) -> ModelSet:
     failure: dict[Role, dict[float, FailureModel]] = {"node-failure": {}, "disk-failure": {}}
     anomaly: dict[Role, AnomalyModel] = {}
     refused: dict[str, str] = {}
+    fused: list[tuple[Path, OnnxModel]] = []
     for card_path in cards:
         try:
             model = OnnxModel.load(card_path)
+            if model.card.kind == FUSED_KIND:
+                fused.append((card_path, model))
+                continue
             role = _ROLE_BY_CARD.get((model.card.kind, model.schema.name))
             if role is None:
                 log.debug(
@@ -147,6 +216,15 @@ def load_models(directory: Path) -> ModelSet:
         refused=refused,
         missing=tuple(r for r in ROLES if not (failure.get(r) or anomaly.get(r))),
     )
+    for card_path, model in fused:
+        try:
+            models = with_fused(models, model)
+        except Exception as exc:  # contract and onnxruntime errors alike
+            refused[card_path.name] = f"{type(exc).__name__}: {exc}"
+            log.error(
+                "fused model refused; its members use their own sessions",
+                extra={"card": str(card_path), "reason": refused[card_path.name]},
+            )
     for role in models.missing:
         log.warning(
             "no model for this role; its scores are null",
@@ -154,6 +232,67 @@ def load_models(directory: Path) -> ModelSet:
         )
     log.info("models loaded", extra={"models": models.summary(), "models_dir": str(directory)})
     return models
+
+
+def with_fused(models: ModelSet, fused: OnnxModel) -> ModelSet:
+    """``models`` with the members ``fused`` serves routed through it (module docstring).
+
+    Raises ModelRefused when the card's member list is malformed or a member's fused
+    score differs from its own; members that were not loaded with exactly the listed
+    version and sha256 (e.g. updated since) are left alone, with a log line.
+    """
+    card = fused.card
+    loaded = {m.name: m for m in models.loaded() if m.model.schema.name == fused.schema.name}
+    rows = _check_rows(fused, loaded.values())
+    outputs = fused.run(rows)
+    served: dict[str, FailureModel | AnomalyModel] = {}
+    shared = SharedRun(fused)
+    for entry in card.extra.get("members") or ():
+        try:
+            name, version, digest = str(entry["name"]), str(entry["version"]), entry["sha256"]
+            output, column = str(entry["output"]), int(entry["column"])
+        except (KeyError, TypeError, ValueError):
+            raise ModelRefused(f"{card.name}: malformed member entry {entry!r}") from None
+        if output not in outputs or not 0 <= column < outputs[output].shape[1]:
+            raise ModelRefused(f"{card.name}: member {name}: no column {column} in {output!r}")
+        member = loaded.get(name)
+        if member is None or member.version != version or member.model.card.sha256 != digest:
+            log.info(
+                "fused model does not hold the loaded version of a member; it keeps its session",
+                extra={"fused": card.name, "member": name, "fused_member_version": version},
+            )
+            continue
+        own = (
+            member.own_probabilities(rows)
+            if isinstance(member, FailureModel)
+            else member.own_scores(rows)
+        )
+        difference = float(np.max(np.abs(outputs[output][:, column].astype(np.float64) - own)))
+        if not difference <= FUSED_TOLERANCE:
+            raise ModelRefused(f"{card.name}: member {name} scores differ by {difference:g}")
+        served[name] = replace(member, fused=FusedScore(shared, output, column))
+    if not served:
+        log.warning("fused model serves none of the loaded models", extra={"fused": card.name})
+        return models
+
+    def swap(model: Any) -> Any:
+        return served.get(model.name, model) if model is not None else None
+
+    return replace(
+        models,
+        node_failure=tuple(swap(m) for m in models.node_failure),
+        disk_failure=tuple(swap(m) for m in models.disk_failure),
+        node_anomaly=swap(models.node_anomaly),
+        vm_anomaly=swap(models.vm_anomaly),
+        fused={**models.fused, card.name: tuple(served)},
+    )
+
+
+def _check_rows(fused: OnnxModel, members: Iterable[FailureModel | AnomalyModel]) -> FloatArray32:
+    """The neutral row and every failure member's baseline: where fused and own must agree."""
+    rows = [np.asarray(fused.schema.fills(), dtype=np.float32)]
+    rows += [m.baseline for m in members if isinstance(m, FailureModel) and m.baseline is not None]
+    return np.stack(rows).astype(np.float32)
 
 
 def failure_model(model: OnnxModel) -> FailureModel:

@@ -2,13 +2,16 @@
 
 Each model is fitted here with the project's own training functions and default
 hyper-parameters (the shipped ones' sizes: 40-tree calibrated boosting per node-failure
-horizon, the 30-tree calibrated forest for disks, 60-tree distilled anomaly regressors)
-on a small simulated fleet and the Backblaze sample, exported with our exporter, then
-both forms score the same frames: a frame is 1 node row for each node model, 24 disk
-rows and 50 VM rows (one batched call each). Prints median and p99 microseconds per
-frame per model and for all models together, the sklearn/onnx ratio, the agent's whole
-scoring step (bundled models, Python around the calls included) and agent RSS with the
-bundled models loaded.
+horizon, the 30-tree calibrated forest for disks, the distilled anomaly regressors:
+60 depth-4 trees for the node, 20 depth-5 for VMs)
+on a small simulated fleet and the Backblaze sample, exported with our exporter (and
+the node models fused into one graph by ``training.fuse``, as shipped), then both forms
+score the same frames: a frame is one node row for every node model, 24 disk rows and
+50 VM rows (one batched call each). Prints median and p99 microseconds per frame per
+model, for the fused node graph, and for all models together, timed as whole frames:
+once with one call per model and once as the agent runs them (fused node graph, disk,
+VMs); the sklearn/onnx ratio; the agent's whole scoring step (bundled models, Python
+around the calls included) and agent RSS with the bundled models loaded.
 
     .venv/bin/python -m bench.inference [--frames 2000]
 """
@@ -16,7 +19,6 @@ bundled models loaded.
 from __future__ import annotations
 
 import argparse
-import functools
 import subprocess
 import sys
 import tempfile
@@ -30,7 +32,7 @@ import numpy as np
 
 from novacron.models.runtime import OnnxModel
 from novacron.models.schema import DISK, NODE, VM, Schema
-from novacron.models.training import anomaly, disk_failure, distill, node_failure
+from novacron.models.training import anomaly, disk_failure, distill, fuse, node_failure
 from novacron.models.training.datasets import backblaze
 from novacron.models.training.export import export
 from novacron.models.training.simulator import SimConfig
@@ -69,10 +71,15 @@ def fit_candidates(seed: int) -> list[Candidate]:
         )
     )
     scopes = anomaly.fleet_rows(SimConfig(nodes=8, days=1.5, seed=seed), workers=2)
-    for scope, schema, per_frame in (("node", NODE, 1), ("vm", VM, VMS_PER_FRAME)):
-        rows = scopes[scope]  # type: ignore[index]
+    anomaly_scopes: tuple[tuple[anomaly.Scope, Schema, int], ...] = (
+        ("node", NODE, 1),
+        ("vm", VM, VMS_PER_FRAME),
+    )
+    for scope, schema, per_frame in anomaly_scopes:
+        rows = scopes[scope]
         filled = rows.filled()
-        student = distill.fit(filled[rows.clean()], filled, distill.StudentOptions()).student
+        sizes = anomaly.TrainOptions().student_for(scope)  # the shipped sizes
+        student = distill.fit(filled[rows.clean()], filled, sizes).student
         out.append(
             Candidate(
                 f"{scope}-anomaly", schema, student, False, per_frame, filled.astype(np.float32)
@@ -132,6 +139,90 @@ def scorer_cost(frames: int) -> tuple[float, float]:
     return percentiles([time_call(lambda: scorer.score(snapshot)) for _ in range(frames)])
 
 
+@dataclass
+class Exported:
+    candidate: Candidate
+    model: OnnxModel
+    output: str  # the output the agent reads (its contract)
+    sklearn: Callable[[np.ndarray], Any]
+    frames: list[np.ndarray]
+
+
+def export_all(candidates: list[Candidate], out_dir: Path) -> dict[str, Exported]:
+    """Each candidate through the project's exporter, as the training commands do."""
+    out = {}
+    for c in candidates:
+        card = export(
+            c.estimator,
+            name=c.name,
+            version="bench",
+            kind="failure" if c.classifier else "anomaly",
+            schema=c.schema,
+            out_dir=out_dir,
+            outputs={"probabilities": "P"} if c.classifier else {"variable": "score"},
+            classifier=c.classifier,
+        )
+        model = OnnxModel.load(out_dir / f"{card.name}.card.json")
+        output, _ = fuse.score_of(card)
+        sk = c.estimator.predict_proba if c.classifier else c.estimator.predict
+        out[c.name] = Exported(c, model, output, sk, [])
+    return out
+
+
+def draw_frames(exported: dict[str, Exported], frames: int, rng: np.random.Generator) -> None:
+    """Real feature rows per frame; every node model sees the same node row in a frame."""
+    node_rows: list[np.ndarray] | None = None
+    for e in exported.values():
+        c = e.candidate
+        if c.schema is NODE and node_rows is not None:
+            e.frames = node_rows
+            continue
+        e.frames = [
+            c.rows[rng.integers(0, len(c.rows), c.rows_per_frame)].astype(np.float32)
+            for _ in range(frames)
+        ]
+        if c.schema is NODE:
+            node_rows = e.frames
+
+
+def frame_times(calls: list[Callable[[int], Any]], frames: int) -> list[float]:
+    """Microseconds per frame with every call of ``calls`` made for frame i, timed as one."""
+    return interleaved_frame_times({"": calls}, frames)[""]
+
+
+def interleaved_frame_times(
+    ways: dict[str, list[Callable[[int], Any]]], frames: int
+) -> dict[str, list[float]]:
+    """:func:`frame_times` of several ways to score a frame, taking turns frame by frame,
+    so that load from other processes falls on every way alike."""
+    for i in range(min(frames, 50)):  # warm: first calls allocate
+        for calls in ways.values():
+            for call in calls:
+                call(i)
+    out: dict[str, list[float]] = {name: [] for name in ways}
+    for i in range(frames):
+        for name, calls in ways.items():
+            start = time.perf_counter_ns()
+            for call in calls:
+                call(i)
+            out[name].append((time.perf_counter_ns() - start) / 1000.0)
+    return out
+
+
+def onnx_call(e: Exported) -> Callable[[int], Any]:
+    return lambda i: e.model.output(e.frames[i], e.output)
+
+
+def sklearn_call(e: Exported) -> Callable[[int], Any]:
+    return lambda i: e.sklearn(e.frames[i])
+
+
+def row(name: str, rows: str, onnx_us: list[float], sk_us: list[float]) -> str:
+    o50, o99 = percentiles(onnx_us)
+    s50, s99 = percentiles(sk_us)
+    return f"{name:28}{rows:>5}{o50:>10.1f}{o99:>10.1f}{s50:>10.1f}{s99:>10.1f}{s50 / o50:>10.1f}x"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=2000)
@@ -141,54 +232,56 @@ def main() -> int:
 
     print("fitting models with the project's training code ...", flush=True)
     candidates = fit_candidates(args.seed)
-    onnx_total: list[float] = [0.0] * args.frames
-    sk_total: list[float] = [0.0] * args.frames
     header = (
-        f"{'model':18}{'rows':>5}{'onnx p50':>10}{'onnx p99':>10}"
+        f"{'model':28}{'rows':>5}{'onnx p50':>10}{'onnx p99':>10}"
         f"{'sk p50':>10}{'sk p99':>10}{'ratio p50':>11}"
     )
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
-        for c in candidates:
-            export(
-                c.estimator,
-                name=c.name,
-                version="bench",
-                kind="failure" if c.classifier else "anomaly",
-                schema=c.schema,
-                out_dir=Path(tmp),
-                outputs={},
-                classifier=c.classifier,
-            )
-            model = OnnxModel.load(Path(tmp) / f"{c.name}.card.json")
-            sk = c.estimator.predict_proba if c.classifier else c.estimator.predict
-            frames = [
-                c.rows[rng.integers(0, len(c.rows), c.rows_per_frame)].astype(np.float32)
-                for _ in range(args.frames)
-            ]
-            for frame in frames[:50]:
-                model.run(frame)
-                sk(frame)
-            onnx_us = [time_call(functools.partial(model.run, f)) for f in frames]
-            sk_us = [time_call(functools.partial(sk, f)) for f in frames]
-            for i in range(args.frames):
-                onnx_total[i] += onnx_us[i]
-                sk_total[i] += sk_us[i]
-            o50, o99 = percentiles(onnx_us)
-            s50, s99 = percentiles(sk_us)
+        exported = export_all(candidates, Path(tmp))
+        draw_frames(exported, args.frames, rng)
+        node = [e for e in exported.values() if e.candidate.schema is NODE]
+        fused_card = fuse.fuse(
+            [Path(tmp) / f"{e.candidate.name}.card.json" for e in node], Path(tmp)
+        )
+        fused = OnnxModel.load(Path(tmp) / f"{fused_card.name}.card.json")
+        node_frames = node[0].frames
+        sk_all = [sklearn_call(e) for e in exported.values()]
+        for e in exported.values():
             lines.append(
-                f"{c.name:18}{c.rows_per_frame:>5}{o50:>10.1f}{o99:>10.1f}"
-                f"{s50:>10.1f}{s99:>10.1f}{s50 / o50:>10.1f}x"
+                row(
+                    e.candidate.name,
+                    str(e.candidate.rows_per_frame),
+                    frame_times([onnx_call(e)], args.frames),
+                    frame_times([sklearn_call(e)], args.frames),
+                )
             )
-    o50, o99 = percentiles(onnx_total)
-    s50, s99 = percentiles(sk_total)
+        # What the agent runs per frame: the fused node graph once (all node models),
+        # then the disk model on all disks and the VM model on all VMs, one call each.
+        agent_calls = [lambda i: fused.run(node_frames[i])] + [
+            onnx_call(e) for e in exported.values() if e.candidate.schema is not NODE
+        ]
+        separate_calls = [onnx_call(e) for e in exported.values()]
+        lines.append(
+            row(
+                f"{fused_card.name} ({len(node)} models)",
+                "1",
+                frame_times(agent_calls[:1], args.frames),
+                frame_times([sklearn_call(e) for e in node], args.frames),
+            )
+        )
+        onnx_ways = interleaved_frame_times(
+            {"separate": separate_calls, "together": agent_calls}, args.frames
+        )
+        separate, together = onnx_ways["separate"], onnx_ways["together"]
+        sklearn_together = frame_times(sk_all, args.frames)
+    o50, o99 = percentiles(together)
+    s50, s99 = percentiles(sklearn_together)
     print(f"\nmicroseconds per frame ({args.frames} frames; onnxruntime 1 thread)")
     print(header)
     print("\n".join(lines))
-    print(
-        f"{'all models':18}{'':>5}{o50:>10.1f}{o99:>10.1f}{s50:>10.1f}{s99:>10.1f}"
-        f"{s50 / o50:>10.1f}x"
-    )
+    print(row("all models, one call each", "", separate, sklearn_together))
+    print(row("all models (node fused)", "", together, sklearn_together))
     print(
         f"target: all models p99 <= 200 us: {'met' if o99 <= 200 else 'NOT met'} ({o99:.0f} us); "
         f">= 20x faster than scikit-learn: {'met' if s50 / o50 >= 20 else 'NOT met'} "

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-ModelKind = Literal["failure", "anomaly"]
+ModelKind = Literal["failure", "anomaly", "fused"]  # fused: see training/fuse.py
 CARD_SUFFIX = ".card.json"
 
 

@@ -85,6 +85,10 @@ class OnnxModel:
             name: np.asarray(value) for name, value in zip(self.output_names, results, strict=True)
         }
 
+    def output(self, rows: npt.NDArray[np.float32], name: str) -> npt.NDArray[np.float32]:
+        """One output of :meth:`run`, without building the others' dict (per-frame path)."""
+        return np.asarray(self.session.run([name], {self.input_name: rows})[0])
+
 
 def bundled_models() -> dict[str, Path]:
     """Card paths of the models shipped in the package, by model name."""

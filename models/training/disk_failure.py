@@ -274,8 +274,7 @@ def run(data_dir: Path, out_dir: Path, *, force: bool = False) -> TrainingRun:
             out_dir=staging,
             outputs={
                 "probabilities": "(n, 2) float32; column 1 = P(drive fails within 7 days), "
-                "sigmoid-calibrated",
-                "label": "(n,) argmax at 0.5; ignore it, flag with thresholds.alert",
+                "sigmoid-calibrated; flag with thresholds.alert",
             },
             classifier=True,
             horizons_seconds=(HORIZON_SECONDS,),

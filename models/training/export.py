@@ -4,6 +4,15 @@ Classifiers are exported with ``zipmap: False`` so the output is a plain probabi
 matrix. IsolationForest would need ``target_opset={'': 17, 'ai.onnx.ml': 3}`` and costs
 about 1 ms per row in onnxruntime, which is why our anomaly models are not shipped as
 raw IsolationForest graphs (see the anomaly model card).
+
+A sigmoid-calibrated binary tree ensemble (our failure models) is lowered to two
+operators instead of skl2onnx's fifteen: the calibration ``p = expit(-(a*s + b))`` is
+affine in the trees' score ``s = sum(leaf weights) + base``, so ``-a`` is folded into
+every leaf weight and ``-(a*base + b)`` into the base value, and one
+``TreeEnsembleRegressor`` with the targets ``(-z, z)`` followed by ``Sigmoid`` gives
+``(1 - p, p)``. onnxruntime pays about a microsecond per operator per call, which was
+more than the trees themselves for one node row (see ``docs/models.md``). The result
+is checked against scikit-learn like every export (the parity check below).
 """
 
 from __future__ import annotations
@@ -15,8 +24,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import onnx
+from onnx import TensorProto, helper
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
 
 from novacron.models.card import ModelCard, ModelKind
 from novacron.models.runtime import OnnxModel, sha256_hex
@@ -26,20 +39,115 @@ TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 # Where registered models' parity rows go in a source checkout (tests/fixtures/models).
 SOURCE_PARITY_DIR = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "models"
 PARITY_TOLERANCE = 1e-5
+INPUT = "input"
+# IR version of the graphs we build ourselves: one every onnxruntime >= 1.17 reads.
+ONNX_IR_VERSION = 8
+# The tree attributes a TreeEnsembleRegressor shares with a TreeEnsembleClassifier.
+TREE_NODE_ATTRIBUTES = (
+    "nodes_falsenodeids",
+    "nodes_featureids",
+    "nodes_hitrates",
+    "nodes_missing_value_tracks_true",
+    "nodes_modes",
+    "nodes_nodeids",
+    "nodes_treeids",
+    "nodes_truenodeids",
+    "nodes_values",
+)
 
 
 def to_onnx_bytes(estimator: Any, n_features: int, *, classifier: bool) -> bytes:
+    if classifier and isinstance(estimator, CalibratedClassifierCV):
+        lowered = calibrated_trees_graph(estimator, n_features)
+        if lowered is not None:
+            return bytes(lowered.SerializeToString())
+    return bytes(_skl2onnx(estimator, n_features, classifier=classifier).SerializeToString())
+
+
+def _skl2onnx(estimator: Any, n_features: int, *, classifier: bool) -> onnx.ModelProto:
     options = {id(estimator): {"zipmap": False}} if classifier else None
-    onx = convert_sklearn(
+    model: onnx.ModelProto = convert_sklearn(
         estimator,
-        initial_types=[("input", FloatTensorType([None, n_features]))],
+        initial_types=[(INPUT, FloatTensorType([None, n_features]))],
         options=options,
         target_opset=TARGET_OPSET,
         # skl2onnx names the graph with a random id otherwise: the same model would get
         # a new sha256 on every export and look like a new model to every agent.
         name=type(estimator).__name__,
     )
-    return bytes(onx.SerializeToString())
+    return model
+
+
+def calibrated_trees_graph(
+    estimator: CalibratedClassifierCV, n_features: int
+) -> onnx.ModelProto | None:
+    """The two-operator graph of a sigmoid-calibrated binary tree ensemble (module
+    docstring), or None for any other calibrated model (skl2onnx converts those).
+
+    The trees come from skl2onnx's conversion of the uncalibrated estimator, so split
+    semantics (float32 thresholds, ``<=``) are exactly skl2onnx's; only the leaf weights
+    and the base value change. skl2onnx writes a binary ensemble as one score per leaf
+    for class id 0 that onnxruntime reports as column 1, i.e. ``s``: the raw margin of
+    boosting (what the calibrator saw via ``decision_function``) or the averaged
+    positive-class probability of a forest (via ``predict_proba``).
+    """
+    members: list[Any] = list(getattr(estimator, "calibrated_classifiers_", ()))
+    if estimator.method != "sigmoid" or len(members) != 1:
+        return None
+    if [int(c) for c in estimator.classes_] != [0, 1]:
+        return None
+    member = members[0]
+    base = member.estimator
+    if isinstance(base, FrozenEstimator):
+        base = base.estimator
+    trees = [
+        node
+        for node in _skl2onnx(base, n_features, classifier=True).graph.node
+        if node.op_type == "TreeEnsembleClassifier"
+    ]
+    if len(trees) != 1:
+        return None
+    attributes = {a.name: helper.get_attribute_value(a) for a in trees[0].attribute}
+    if set(attributes["class_ids"]) != {0} or list(attributes["classlabels_int64s"]) != [0, 1]:
+        return None
+    a = float(member.calibrators[0].a_)
+    b = float(member.calibrators[0].b_)
+    weights = -a * np.asarray(attributes["class_weights"], dtype=np.float64)
+    base_value = -(a * float((attributes.get("base_values") or [0.0])[0]) + b)
+    leaves = len(weights)
+    regressor = helper.make_node(
+        "TreeEnsembleRegressor",
+        [INPUT],
+        ["margin"],
+        domain="ai.onnx.ml",
+        n_targets=2,
+        aggregate_function="SUM",
+        post_transform="NONE",
+        base_values=[-base_value, base_value],
+        target_ids=[0] * leaves + [1] * leaves,
+        target_nodeids=list(attributes["class_nodeids"]) * 2,
+        target_treeids=list(attributes["class_treeids"]) * 2,
+        target_weights=[*(-weights).tolist(), *weights.tolist()],
+        **{key: attributes[key] for key in TREE_NODE_ATTRIBUTES},
+    )
+    sigmoid = helper.make_node("Sigmoid", ["margin"], ["probabilities"])
+    graph = helper.make_graph(
+        [regressor, sigmoid],
+        type(estimator).__name__,
+        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, [None, n_features])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])],
+    )
+    return helper.make_model(
+        graph,
+        opset_imports=opset_imports(),
+        ir_version=ONNX_IR_VERSION,
+        producer_name="novacron.models.training.export",
+    )
+
+
+def opset_imports() -> list[onnx.OperatorSetIdProto]:
+    """TARGET_OPSET for graphs we build ourselves (lowered and fused models)."""
+    return [helper.make_opsetid(domain, version) for domain, version in TARGET_OPSET.items()]
 
 
 def export(

@@ -52,6 +52,7 @@ from novacron.models.evaluation.failure_metrics import failure_metrics
 from novacron.models.evaluation.metrics import average_precision, best_f1_threshold
 from novacron.models.runtime import OnnxModel
 from novacron.models.schema import DAY, HOUR, MINUTE, NODE
+from novacron.models.training import fuse
 from novacron.models.training.distill import call_latency_us
 from novacron.models.training.export import (
     PARITY_TOLERANCE,
@@ -304,13 +305,16 @@ def train(
     parity_dir: Path | None = None,
     horizons: dict[str, float] | None = None,
     rows: tuple[FleetRows, FleetRows] | None = None,
+    *,
+    force: bool = False,
 ) -> list[TrainResult]:
-    """Train, evaluate, export and (if better) register each horizon into ``out_dir``.
+    """Train, evaluate, export and (if better, or ``force``) register each horizon into
+    ``out_dir``; then refresh the fused node model there (:mod:`.fuse`).
 
     ``rows`` are :func:`build_rows` of ``options`` when given (saves rebuilding them).
     """
     training_rows, evaluation_rows = rows or build_rows(options)
-    return [
+    results = [
         _train_horizon(
             name,
             horizon,
@@ -319,9 +323,13 @@ def train(
             options=options,
             out_dir=out_dir,
             parity_dir=parity_dir,
+            force=force,
         )
         for name, horizon in (horizons or HORIZONS).items()
     ]
+    if any(result.registered for result in results):
+        fuse.refresh(out_dir)
+    return results
 
 
 def _train_horizon(
@@ -333,6 +341,7 @@ def _train_horizon(
     options: TrainOptions,
     out_dir: Path,
     parity_dir: Path | None,
+    force: bool,
 ) -> TrainResult:
     split = split_for(rows, horizon)
     in_calibration = calibration_nodes(split.train, CALIBRATION_FRACTION, options.seed)
@@ -360,7 +369,6 @@ def _train_horizon(
             schema=NODE,
             out_dir=Path(staging),
             outputs={
-                "label": "1 if P(failure within the horizon) >= 0.5 (unused; see thresholds)",
                 OUTPUT: f"(n, 2); column 1 = P(node fails within {horizon / HOUR:g} h)",
             },
             classifier=True,
@@ -389,7 +397,7 @@ def _train_horizon(
         )
         card = _check_onnx(model, card, Path(staging), split.test)
         score = float(card.metrics["held_out_later_period"]["pr_auc"])
-        registered = register(
+        registered = force or register(
             card, score, out_dir / f"{name}{CARD_SUFFIX}", held_out_scorer(split.test)
         )
         if registered:
@@ -511,6 +519,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--eval-nodes", type=int, default=defaults.eval_nodes)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="register even if the current model scores as well (e.g. a new export format)",
+    )
     add_parity_dir_option(parser)
     return parser
 
@@ -526,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=max(1, args.workers),
     )
     started = time.perf_counter()
-    for result in train(options, args.out, args.parity_dir):
+    for result in train(options, args.out, args.parity_dir, force=args.force):
         print(_summary(result))
     print(f"done in {time.perf_counter() - started:.0f} s")
     return 0

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ import numpy.typing as npt
 import pytest
 
 from novacron.agent.features.store import FeatureMatrix, FeatureSnapshot, NodeFeatures
-from novacron.agent.model_set import load_models
+from novacron.agent.model_set import ModelSet, failure_model, load_models
+from novacron.agent.model_update import with_model
 from novacron.agent.score_math import (
     calibration_interval,
     probability_within,
@@ -30,7 +32,7 @@ from novacron.agent.score_math import (
 )
 from novacron.agent.scoring import MIN_CONTRIBUTION, FailurePrediction, Scorer
 from novacron.models.card import CARD_SUFFIX, ModelCard
-from novacron.models.runtime import bundled_models
+from novacron.models.runtime import OnnxModel, bundled_models
 from novacron.models.schema import DAY, DISK, HOUR, MINUTE, NODE, VM, Schema
 from tests.agent.node_cycles import collect_cycles
 from tests.agent.tiny_models import NODE_BINS, TinyModels, column, write_tiny_models
@@ -251,15 +253,17 @@ def test_no_factors_below_the_attribution_floor(tiny: TinyModels) -> None:
 
 
 def _count_runs(monkeypatch: pytest.MonkeyPatch, model: Any) -> list[int]:
-    """Wrap an OnnxModel's ``run``; the list gets each call's row count."""
+    """Wrap an OnnxModel's ``run`` and ``output`` (one output of a run); the list gets
+    each call's row count."""
     calls: list[int] = []
-    original: Callable[..., Any] = model.run
+    for method in ("run", "output"):
+        original: Callable[..., Any] = getattr(model, method)
 
-    def counting(rows: npt.NDArray[np.float32]) -> Any:
-        calls.append(len(rows))
-        return original(rows)
+        def counting(rows: npt.NDArray[np.float32], *args: Any, _call: Any = original) -> Any:
+            calls.append(len(rows))
+            return _call(rows, *args)
 
-    monkeypatch.setattr(model, "run", counting)
+        monkeypatch.setattr(model, method, counting)
     return calls
 
 
@@ -500,3 +504,116 @@ def test_the_failing_fixture_disk_ranks_riskiest(tiny: TinyModels, tmp_path: Pat
 def test_the_bundled_disk_model_ranks_the_failing_fixture_disk_riskiest(tmp_path: Path) -> None:
     _, scorer = _fixture_scores(tmp_path / "node", Path(bundled_models()["disk-failure-7d"]).parent)
     assert scorer.models.refused == {}
+
+
+# --- fused node models ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fused(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
+    return write_tiny_models(tmp_path_factory.mktemp("fused"), fused=True)
+
+
+def _unfused(tiny: TinyModels, directory: Path) -> Path:
+    directory = _copy_models(tiny, directory)
+    for file in ("node-fused.onnx", f"node-fused{CARD_SUFFIX}"):
+        (directory / file).unlink()
+    return directory
+
+
+def _fused_members(models: ModelSet) -> set[str]:
+    return {m.name for m in models.loaded() if m.fused is not None}
+
+
+NODE_MEMBERS = {"node-failure-30m", "node-failure-24h", "node-anomaly"}
+
+
+def test_node_models_are_scored_by_one_fused_call_with_their_own_scores(
+    fused: TinyModels, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scorer = Scorer.load(fused.directory)
+    assert scorer.models.fused == {"node-fused": tuple(sorted(NODE_MEMBERS))}
+    assert _fused_members(scorer.models) == NODE_MEMBERS and scorer.models.refused == {}
+    fused_session = scorer.models.node_failure[0].fused
+    assert fused_session is not None
+    fused_calls = _count_runs(monkeypatch, fused_session.run.model)
+    own_calls = {m.name: _count_runs(monkeypatch, m.model) for m in scorer.models.loaded()}
+    snapshot = _snapshot(HEALTHY_NODE, {"sda": HEALTHY_DISK}, {"u": {}})
+    scores = scorer.score(snapshot)
+    assert fused_calls == [1]  # one row, three models
+    # Own sessions of node models: occlusion batches only, never the frame's row.
+    assert all(n > 1 for name in NODE_MEMBERS for n in own_calls[name])
+    assert own_calls["vm-anomaly"] == [1] and own_calls["disk-failure-7d"][0] == 1
+    reference = Scorer.load(_unfused(fused, tmp_path / "own")).score(snapshot)
+    assert _fused_members(Scorer.load(tmp_path / "own").models) == set()
+    for ours, theirs in zip(scores.failure_predictions, reference.failure_predictions, strict=True):
+        assert ours.probability == pytest.approx(theirs.probability, abs=1e-6)
+    assert [a.score for a in scores.anomalies] == pytest.approx(
+        [a.score for a in reference.anomalies], abs=1e-6
+    )
+    node_rows = snapshot.node.model_input()
+    for name in ("node-failure-30m", "node-failure-24h"):
+        (p,) = [x for x in scores.failure_predictions if x.model == name]
+        assert p.probability == pytest.approx(
+            _sklearn_p(fused.estimators[name], node_rows)[0], abs=1e-5
+        )
+
+
+def test_a_sick_node_is_explained_with_the_members_own_sessions(fused: TinyModels) -> None:
+    """Occlusion batches go to each member's own graph; single rows to the fused one."""
+    scorer = Scorer.load(fused.directory)
+    scores = scorer.score(_snapshot(SICK_NODE))
+    explained = [p for p in scores.failure_predictions if p.contributing_factors]
+    assert {p.model for p in explained} == {"node-failure-30m", "node-failure-24h"}
+    reference = Scorer(
+        replace(
+            scorer.models,
+            node_failure=tuple(replace(m, fused=None) for m in scorer.models.node_failure),
+        )
+    ).score(_snapshot(SICK_NODE))
+    assert [p.contributing_factors for p in scores.failure_predictions] == [
+        p.contributing_factors for p in reference.failure_predictions
+    ]
+
+
+def test_a_member_loaded_in_another_version_keeps_its_own_session(
+    fused: TinyModels, tmp_path: Path
+) -> None:
+    directory = _copy_models(fused, tmp_path / "models")
+    _edit_card(directory, "node-failure-30m", lambda c: c.update(version="2026.02.01.1"))
+    models = load_models(directory)
+    assert _fused_members(models) == NODE_MEMBERS - {"node-failure-30m"}
+    assert models.refused == {}
+
+
+def test_a_fused_model_that_disagrees_with_a_member_is_refused(
+    fused: TinyModels, tmp_path: Path
+) -> None:
+    directory = _copy_models(fused, tmp_path / "models")
+
+    def swap_columns(card: dict[str, Any]) -> None:
+        a, b = card["extra"]["members"][1:3]  # the two failure models
+        a["column"], b["column"] = b["column"], a["column"]
+
+    _edit_card(directory, "node-fused", swap_columns)
+    models = load_models(directory)
+    assert "scores differ" in models.refused[f"node-fused{CARD_SUFFIX}"]
+    assert _fused_members(models) == set() and models.missing == ()
+
+
+def test_a_tampered_fused_model_is_refused_and_the_members_still_score(
+    fused: TinyModels, tmp_path: Path
+) -> None:
+    directory = _copy_models(fused, tmp_path / "models")
+    onnx = directory / "node-fused.onnx"
+    onnx.write_bytes(onnx.read_bytes()[:-1] + b"\x00")
+    models = load_models(directory)
+    assert "does not match its card" in models.refused[f"node-fused{CARD_SUFFIX}"]
+    assert _fused_members(models) == set() and len(models.node_failure) == 2
+
+
+def test_an_updated_member_leaves_the_others_fused(fused: TinyModels) -> None:
+    models = load_models(fused.directory)
+    update = failure_model(OnnxModel.load(fused.directory / f"node-failure-24h{CARD_SUFFIX}"))
+    swapped = with_model(models, "node-failure", update)
+    assert _fused_members(swapped) == NODE_MEMBERS - {"node-failure-24h"}

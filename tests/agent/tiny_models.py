@@ -14,11 +14,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.frozen import FrozenEstimator
 from sklearn.tree import DecisionTreeRegressor
 
 from novacron.models.schema import DAY, DISK, MINUTE, NODE, VM, Schema
 from novacron.models.training.export import export
+from novacron.models.training.fuse import refresh
 
 NODE_BINS = [[0.0, 0.1, 400, 8], [0.1, 0.5, 60, 15], [0.5, 1.0, 20, 15]]
 FAILURE_OUTPUTS = {"probabilities": "(n, 2); column 1 = P(failure within the horizon)"}
@@ -44,9 +47,9 @@ def _rows(schema: Schema, n: int, rng: np.random.Generator) -> npt.NDArray[np.fl
     return np.asarray(fills + rng.normal(size=(n, len(fills))) * spread, dtype=np.float32)
 
 
-def _train_failure(
+def _failure_rows(
     schema: Schema, drivers: dict[str, float], base_rate: float, rng: np.random.Generator
-) -> GradientBoostingClassifier:
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int_]]:
     """Each driver feature high adds to the failure odds (additive, so occluding one
     driver lowers the probability and attribution has something to find)."""
     x = _rows(schema, 800, rng)
@@ -56,9 +59,26 @@ def _train_failure(
         x[hot, column(schema, feature)] = high * rng.uniform(0.5, 2.0, hot.sum())
         on += hot
     y = (rng.random(len(x)) < np.minimum(base_rate + 0.45 * on, 0.95)).astype(int)
-    return GradientBoostingClassifier(
+    return x, y
+
+
+def _train_failure(
+    schema: Schema,
+    drivers: dict[str, float],
+    base_rate: float,
+    rng: np.random.Generator,
+    *,
+    calibrated: bool = False,
+) -> Any:
+    """Boosted trees; ``calibrated``: frozen and sigmoid-calibrated on fresh rows, as the
+    shipped node models are (and so lowered and fusable by the exporter)."""
+    trees = GradientBoostingClassifier(
         n_estimators=30, max_depth=2, learning_rate=0.3, random_state=0
-    ).fit(x, y)
+    ).fit(*_failure_rows(schema, drivers, base_rate, rng))
+    if not calibrated:
+        return trees
+    calibration = _failure_rows(schema, drivers, base_rate, rng)
+    return CalibratedClassifierCV(FrozenEstimator(trees), method="sigmoid").fit(*calibration)
 
 
 def _train_anomaly(
@@ -73,7 +93,8 @@ def _train_anomaly(
     return model, median, mad
 
 
-def write_tiny_models(directory: Path, seed: int = 7) -> TinyModels:
+def write_tiny_models(directory: Path, seed: int = 7, *, fused: bool = False) -> TinyModels:
+    """``fused``: calibrated node failure models and the fused node model beside them."""
     rng = np.random.default_rng(seed)
     estimators: dict[str, Any] = {}
     median: dict[str, npt.NDArray[np.float64]] = {}
@@ -83,7 +104,7 @@ def write_tiny_models(directory: Path, seed: int = 7) -> TinyModels:
         "temp_max_celsius_last_15m": 95.0,
     }
     for name, horizon in (("node-failure-30m", 30 * MINUTE), ("node-failure-24h", DAY)):
-        model = _train_failure(NODE, node_drivers, 0.002, rng)
+        model = _train_failure(NODE, node_drivers, 0.002, rng, calibrated=fused)
         export(
             model,
             name=name,
@@ -134,4 +155,6 @@ def write_tiny_models(directory: Path, seed: int = 7) -> TinyModels:
             extra={"median": median[name].tolist(), "mad": mad[name].tolist()},
         )
         estimators[name] = regressor
+    if fused:
+        refresh(directory)
     return TinyModels(directory, estimators, median, mad)
