@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from novacron.agent.score_math import CalibrationTable
-from novacron.models.card import CARD_SUFFIX
+from novacron.models.card import CARD_SUFFIX, FUSED_KIND
 from novacron.models.runtime import OnnxModel
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,6 @@ _ROLE_BY_CARD: dict[tuple[str, str], Role] = {
 }
 PROBABILITIES = "probabilities"
 DEFAULT_FEATURE_Z = 3.5
-FUSED_KIND = "fused"
 # Fused and own scores of a member may differ by float32 summation order, no more.
 FUSED_TOLERANCE = 1e-5
 

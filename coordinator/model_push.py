@@ -11,6 +11,12 @@ agent the models it does not have yet, and every agent that connects later too.
 A card that cannot be used (unreadable, digest mismatch, unknown schema, too large for
 one message) is skipped and logged once until its files change: a half-copied model is
 simply picked up at the next poll after the copy completes.
+
+A fused model (``kind = "fused"``, :mod:`novacron.models.training.fuse`; the training
+commands write one next to the node models) is never pushed: an agent has no role to
+install it in and refuses it. It needs none: the agent uses its bundled fused graph only
+for members it loaded with exactly the sha256 the fused card names, and a pushed member
+simply runs in its own session. Pushing the members is enough.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from novacron.coordinator.ingest_checks import MAX_MESSAGE_BYTES
-from novacron.models.card import CARD_SUFFIX, ModelCard
+from novacron.models.card import CARD_SUFFIX, FUSED_KIND, ModelCard
 from novacron.models.schema import schema_for
 from novacron.models.signing import key_id, load_private_key, sign_model
 from novacron.protos import telemetry_pb2
@@ -40,6 +46,10 @@ Fingerprint = tuple[tuple[str, int, int], ...]
 
 class ModelPushError(Exception):
     """A model in the models directory that cannot be pushed; the message says why."""
+
+
+class NotPushed(ModelPushError):
+    """A usable model that is deliberately not pushed (a fused model: module doc)."""
 
 
 class ModelSigner:
@@ -85,13 +95,19 @@ class ModelSigner:
 
 
 def read_model(card_path: Path, signer: ModelSigner) -> telemetry_pb2.ModelUpdate:
-    """The signed update of one card in a models directory (ModelPushError if unusable)."""
+    """The signed update of one card in a models directory (ModelPushError if unusable,
+    NotPushed if it is not to be pushed)."""
     try:
         card = ModelCard.read(card_path)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ModelPushError(f"{card_path}: unreadable model card: {exc}") from None
     if Path(card.onnx_file).name != card.onnx_file:
         raise ModelPushError(f"{card_path}: onnx_file {card.onnx_file!r} must be a plain file name")
+    if card.kind == FUSED_KIND:
+        raise NotPushed(
+            f"{card_path}: {card.name} is a fused model; agents use their bundled one with "
+            "the members they verified and need only the members pushed"
+        )
     onnx_path = card_path.parent / card.onnx_file
     try:
         onnx = onnx_path.read_bytes()
@@ -144,6 +160,9 @@ class ModelWatcher:
             key = str(card_path)
             try:
                 update = read_model(card_path, self.signer)
+            except NotPushed as exc:
+                _once.problem(key, logging.INFO, "model not pushed", reason=str(exc))
+                continue
             except ModelPushError as exc:
                 _once.problem(key, logging.WARNING, "model not pushed", error=str(exc))
                 continue

@@ -9,18 +9,36 @@ read it to see the data, metrics and thresholds behind a score.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 ModelKind = Literal["failure", "anomaly", "fused"]  # fused: see training/fuse.py
+FUSED_KIND: ModelKind = "fused"
 CARD_SUFFIX = ".card.json"
+# UTC date and time to the second, fixed width: sorts as a string in time order.
+VERSION_FORMAT = "%Y.%m.%d.%H%M%S"
+
+
+def new_version(unix_seconds: float | None = None) -> str:
+    """The version of a model artefact made at ``unix_seconds`` (default: now).
+
+    Every training or export run stamps its artefacts with this, so two different
+    artefacts of one model never share a version: the agent refuses an update whose
+    version is not newer than the loaded one (plain string comparison) and the audit
+    log names a model by its version. A per-day counter such as ``%Y.%m.%d.1`` gave a
+    retrained model the version of the one it replaced.
+    """
+    return time.strftime(
+        VERSION_FORMAT, time.gmtime(time.time() if unix_seconds is None else unix_seconds)
+    )
 
 
 @dataclass(frozen=True)
 class ModelCard:
     name: str  # "disk-failure", "node-failure", "node-anomaly", "vm-anomaly", "series-anomaly"
-    version: str  # sortable, e.g. "2026.11.23.1"
+    version: str  # new_version(): sortable, e.g. "2026.11.23.171511"
     kind: ModelKind
     schema: str  # feature schema version tag, e.g. "disk-v1"
     schema_hash: str

@@ -50,14 +50,13 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from novacron.models.card import BUNDLED_DIR, CARD_SUFFIX, ModelCard
+from novacron.models.card import BUNDLED_DIR, CARD_SUFFIX, ModelCard, new_version
 from novacron.models.evaluation.event_metrics import Window, WindowCounts, total, window_counts
 from novacron.models.runtime import OnnxModel
 from novacron.models.schema import HOUR, MINUTE, NODE, VM, Schema
@@ -430,7 +429,7 @@ def train_scope(
         card = export(
             model.student,
             name=name,
-            version=datetime.now(UTC).strftime("%Y.%m.%d.1"),
+            version=new_version(),
             kind="anomaly",
             schema=SCHEMAS[scope],
             out_dir=staging,

@@ -59,7 +59,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import GroupKFold
 
-from novacron.models.card import BUNDLED_DIR, CARD_SUFFIX, ModelCard
+from novacron.models.card import BUNDLED_DIR, CARD_SUFFIX, ModelCard, new_version
 from novacron.models.evaluation.disk_backblaze import disk_metrics, score_rows
 from novacron.models.evaluation.metrics import (
     average_precision,
@@ -268,7 +268,7 @@ def run(data_dir: Path, out_dir: Path, *, force: bool = False) -> TrainingRun:
         card = export(
             model.estimator,
             name=MODEL_NAME,
-            version=time.strftime("%Y.%m.%d.%H%M%S", time.gmtime()),
+            version=new_version(),
             kind="failure",
             schema=DISK,
             out_dir=staging,

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import logging
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from novacron.models.card import BUNDLED_DIR, CARD_SUFFIX, ModelCard
+from novacron.models.card import BUNDLED_DIR, CARD_SUFFIX, FUSED_KIND, ModelCard, new_version
 from novacron.models.runtime import OnnxModel
 from novacron.models.schema import schema_for
 from novacron.models.training.distill import call_latency_us
@@ -55,7 +54,6 @@ from novacron.models.training.export import (
 
 log = logging.getLogger(__name__)
 
-FUSED_KIND = "fused"
 RAW = "raw"
 SIGMOID = "sigmoid"
 FUSED_SUFFIX = "-fused"
@@ -198,7 +196,7 @@ def fuse(card_paths: Sequence[Path], out_dir: Path, *, name: str | None = None) 
     onnx_bytes = bytes(fused_graph(trees, len(schema.features), name).SerializeToString())
     card_fields: dict[str, Any] = {
         "name": name,
-        "version": time.strftime("%Y.%m.%d.%H%M%S", time.gmtime()),
+        "version": new_version(),
         "kind": FUSED_KIND,
         "schema": schema,
         "outputs": {

@@ -37,7 +37,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
 
-from novacron.models.card import BUNDLED_DIR, CARD_SUFFIX, ModelCard
+from novacron.models.card import BUNDLED_DIR, CARD_SUFFIX, ModelCard, new_version
 from novacron.models.evaluation.failure_metrics import failure_metrics
 from novacron.models.evaluation.metrics import average_precision, best_f1_threshold
 from novacron.models.runtime import OnnxModel
@@ -364,7 +363,7 @@ def _train_horizon(
         card = export(
             model,
             name=name,
-            version=datetime.now(UTC).strftime("%Y.%m.%d.1"),
+            version=new_version(),
             kind="failure",
             schema=NODE,
             out_dir=Path(staging),

@@ -38,7 +38,6 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,7 +46,7 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper
 
-from novacron.models.card import BUNDLED_DIR, CARD_SUFFIX, ModelCard
+from novacron.models.card import BUNDLED_DIR, CARD_SUFFIX, ModelCard, new_version
 from novacron.models.evaluation.event_metrics import (
     WindowCounts,
     inside_windows,
@@ -278,7 +277,7 @@ def train(
     }
     common: dict[str, Any] = {
         "name": MODEL_NAME,
-        "version": datetime.now(UTC).strftime("%Y.%m.%d.1"),
+        "version": new_version(),
         "kind": "anomaly",
         "schema": SERIES,
         "thresholds": {
