@@ -292,6 +292,10 @@ class AgentDaemon:
                 extra={"state_dir": str(self.state_dir), "error": str(exc)},
             )
         self.runner = CollectionRunner(config)
+        # Read the CPU inventory now, so the first Hello (sent as soon as the stream
+        # connects, possibly before the first collection) already tells the coordinator
+        # the node's capacity; placement cannot use a node whose capacity is unknown.
+        self._refresh_inventory()
         self.intelligence = NodeIntelligence(config, state_dir=self.state_dir)
         self.intelligence.restore(time.time())
         self.installer = ModelInstaller(
