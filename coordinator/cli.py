@@ -24,6 +24,10 @@ from typing import Any
 from novacron.coordinator.config import DEFAULT_CONFIG_PATH, CoordinatorConfig, load_config
 from novacron.coordinator.fleet import liveness
 from novacron.coordinator.pki_cli import add_pki_commands, run_pki
+from novacron.coordinator.placement.learn_cli import add_learn_command, run_learn
+from novacron.coordinator.placement.place_cli import add_place_command, cmd_place
+from novacron.coordinator.placement.settings import PlacementSettings
+from novacron.coordinator.placement.simulate_cli import add_simulate_command, run_simulate
 from novacron.coordinator.run_cli import add_run_command, cmd_run
 from novacron.coordinator.store import NodeSummary, StoreError, StoreUnavailable
 from novacron.coordinator.store_sqlite import SqliteStore
@@ -45,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_command(sub)
     _add_fleet(sub)
     add_pki_commands(sub)
+    _config_option(add_simulate_command(sub))
+    _config_option(add_learn_command(sub))
+    _config_option(add_place_command(sub))
     return parser
 
 
@@ -158,11 +165,31 @@ def _iso(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
+# ---------------------------------------------------------------------- simulate
+
+
+def _placement_settings(config: CoordinatorConfig) -> PlacementSettings:
+    """The config's ``[placement]`` section (the defaults while the config has none)."""
+    settings = getattr(config, "placement", None)
+    return settings if isinstance(settings, PlacementSettings) else PlacementSettings()
+
+
+def cmd_simulate(args: argparse.Namespace, config: CoordinatorConfig) -> int:
+    return run_simulate(args, _placement_settings(config))
+
+
+def cmd_learn_weights(args: argparse.Namespace, config: CoordinatorConfig) -> int:
+    return run_learn(args, _placement_settings(config), args.db or config.coordinator.db_path)
+
+
 # ---------------------------------------------------------------------- main
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, CoordinatorConfig], int]] = {
     "fleet": cmd_fleet,
     "run": cmd_run,
+    "simulate": cmd_simulate,
+    "learn-weights": cmd_learn_weights,
+    "place": lambda args, config: cmd_place(args),  # needs no coordinator config
 }
 
 

@@ -29,6 +29,22 @@ Layout (every key optional; the values shown are the defaults)::
     # signing_key = "/etc/novacron/pki/model-signing.key"   # unset: no model pushes
     models_dir = "/var/lib/novacron-coordinator/models"
 
+    [ingest]
+    workers = 0                             # processes serving the agent port; 0: one per
+                                            # CPU (at most 4), 1: the main process itself
+
+    [api]                                   # the scheduler/operator API (PlacementService)
+    listen = "127.0.0.1:7444"               # its own address: agents' certificates never reach it
+    # insecure = false                      # unset: as [coordinator] insecure
+    # inventory_file = "/etc/novacron/inventory.toml"   # rack, power, cost, compliance ...
+
+    [placement]                             # see docs/placement.md
+    cpu_allocation_ratio = 4.0
+    objectives = { spread = 1.0, reliability = 2.0, performance = 1.0 }
+    weights = {}                            # factor id -> weight (ListFactors for the ids)
+    disabled_filters = []
+    # ... every field of PlacementSettings (coordinator/placement/settings.py)
+
 Any unknown section or key, wrong type or out-of-range value stops start-up with a
 :class:`ConfigError` naming the file and the key, exactly like the agent's config.
 Command-line flags of ``novacron-coordinator run`` win over the file (:func:`with_overrides`).
@@ -40,6 +56,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from novacron.coordinator.placement.settings import PlacementSettings
 from novacron.protos.runtime.tomlconfig import (
     ConfigError,
     build,
@@ -49,7 +66,7 @@ from novacron.protos.runtime.tomlconfig import (
 )
 
 DEFAULT_CONFIG_PATH = Path("/etc/novacron/coordinator.toml")
-SECTIONS = ("coordinator", "tls", "store", "models")
+SECTIONS = ("coordinator", "tls", "store", "models", "ingest", "api", "placement")
 MAX_PORT = 65535
 
 
@@ -153,12 +170,58 @@ class ModelsSettings:
 
 
 @dataclass(frozen=True)
+class IngestProcessSettings:
+    """How many processes serve the agent port (``novacron.coordinator.ingest_workers``).
+
+    0 (the default) means one per CPU this process may use, at most four: one Python
+    process ingests what one core can decode and convert, and a replay storm after an
+    outage (every agent resending its spool at once) is exactly when the coordinator
+    needs all of them. More than four buys little, because SQLite commits one writer at
+    a time. 1 runs the ingest inside the main process (no worker processes, smallest
+    memory: each worker is a Python process of its own, ~100 MiB).
+    """
+
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ValueError(f"workers: must be >= 0 (0: one per CPU), got {self.workers}")
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The scheduler/operator API: PlacementService on its own address.
+
+    Served by the coordinator's main process with mutual TLS against the same CA as
+    the agent port ([tls]); it accepts only API client certificates (``pki
+    issue-client``), never an agent's.
+    """
+
+    listen: str = "127.0.0.1:7444"
+    # Plaintext: tests and demos on loopback only. Unset: as [coordinator] insecure.
+    insecure: bool | None = None
+    # The operator's host inventory file (.toml or .csv) for placement; unset: none.
+    inventory_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        _address("listen", self.listen)
+
+
+@dataclass(frozen=True)
 class CoordinatorConfig:
     coordinator: CoordinatorSettings = field(default_factory=CoordinatorSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     models: ModelsSettings = field(default_factory=ModelsSettings)
+    ingest: IngestProcessSettings = field(default_factory=IngestProcessSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    placement: PlacementSettings = field(default_factory=PlacementSettings)
     source: str = "<defaults>"
+
+    @property
+    def api_insecure(self) -> bool:
+        """Whether the API serves plaintext: [api] insecure, else [coordinator] insecure."""
+        return self.coordinator.insecure if self.api.insecure is None else self.api.insecure
 
 
 def parse_config(data: dict[str, Any], source: str) -> CoordinatorConfig:
@@ -172,8 +235,24 @@ def parse_config(data: dict[str, Any], source: str) -> CoordinatorConfig:
         tls=build(TlsSettings, data.get("tls", {}), source, "tls"),
         store=build(StoreSettings, data.get("store", {}), source, "store"),
         models=build(ModelsSettings, data.get("models", {}), source, "models"),
+        ingest=build(IngestProcessSettings, data.get("ingest", {}), source, "ingest"),
+        api=build(ApiSettings, data.get("api", {}), source, "api"),
+        placement=_placement(data.get("placement", {}), source),
         source=source,
     )
+
+
+def _placement(data: Any, source: str) -> PlacementSettings:
+    """[placement], with filter, weigher and factor names checked against the plugins."""
+    from novacron.coordinator.placement.engine import Policy  # the plugins are heavy
+
+    settings = build(PlacementSettings, data, source, "placement")
+    try:
+        Policy.from_settings(settings)
+    except ValueError as exc:
+        key, _, problem = str(exc).partition(": ")
+        raise ConfigError(source, f"placement.{key}", problem) from None
+    return settings
 
 
 def load_config(path: Path | None) -> CoordinatorConfig:
@@ -189,6 +268,8 @@ def with_overrides(
     insecure: bool | None = None,
     metrics_listen: str | None = None,
     log_level: str | None = None,
+    api_listen: str | None = None,
+    ingest_workers: int | None = None,
 ) -> CoordinatorConfig:
     """Apply command-line flags (they win over the file); a bad value is a ConfigError."""
     changes: dict[str, Any] = {
@@ -202,6 +283,18 @@ def with_overrides(
         )
         if value is not None
     }
+    if ingest_workers is not None:
+        try:
+            config = replace(config, ingest=replace(config.ingest, workers=ingest_workers))
+        except ValueError as exc:
+            raise ConfigError(
+                "command line", "--ingest-workers", str(exc).partition(": ")[2]
+            ) from None
+    if api_listen is not None:
+        try:
+            config = replace(config, api=replace(config.api, listen=api_listen))
+        except ValueError as exc:
+            raise ConfigError("command line", "--api-listen", str(exc).partition(": ")[2]) from None
     if not changes:
         return config
     try:

@@ -30,13 +30,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from novacron.protos.runtime.tls import node_id_uri, validate_node_id
+from novacron.protos.runtime.tls import client_id_uri, node_id_uri, validate_node_id
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
 SERVER_CERT = "server.crt"
 SERVER_KEY = "server.key"
 AGENTS_DIR = "agents"
+CLIENTS_DIR = "clients"  # API clients: the scheduler, operators' `place` CLI
 SIGNING_KEY = "model-signing.key"
 SIGNING_PUBLIC_SUFFIX = ".pub"
 
@@ -208,6 +209,39 @@ def issue_agent(
         ca,
         files,
         common_name=validate_node_id(node_id),
+        alternative_names=[x509.UniformResourceIdentifier(uri)],
+        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+        days=days,
+        not_before=not_before,
+        overwrite=overwrite,
+    )
+
+
+def issue_client(
+    ca: CaFiles,
+    directory: Path,
+    name: str,
+    *,
+    days: int = LEAF_DAYS,
+    not_before: dt.datetime | None = None,
+    overwrite: bool = False,
+) -> CertFiles:
+    """Issue an API client certificate (``<name>.crt``/``.key``) in ``directory``.
+
+    For the scheduler API (``[api] listen``): the URI SAN ``spiffe://novacron/client/<name>``
+    is what that server accepts; an agent certificate (a node URI) is refused there, and
+    a client certificate carries no node id, so the telemetry port does not take it as
+    any node.
+    """
+    try:
+        uri = client_id_uri(name)
+    except ValueError as exc:
+        raise PkiError(str(exc).replace("node id", "client name")) from None
+    files = CertFiles(directory / f"{name}.crt", directory / f"{name}.key")
+    return _issue(
+        ca,
+        files,
+        common_name=name,
         alternative_names=[x509.UniformResourceIdentifier(uri)],
         usage=ExtendedKeyUsageOID.CLIENT_AUTH,
         days=days,

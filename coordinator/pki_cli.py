@@ -2,8 +2,9 @@
 
 ``pki init`` makes a complete PKI directory in one step (CA, coordinator server
 certificate, model-signing key), enough for ``make demo`` or a first install;
-``pki issue-agent`` adds one agent's certificate and ``pki issue-server`` re-issues the
-server's (rotation, new host names). The layout is described in ``docs/security.md``.
+``pki issue-agent`` adds one agent's certificate, ``pki issue-client`` one API client's
+(the scheduler) and ``pki issue-server`` re-issues the server's (rotation, new host
+names). The layout is described in ``docs/security.md``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from novacron.coordinator.pki import (
     AGENTS_DIR,
     CA_DAYS,
+    CLIENTS_DIR,
     LEAF_DAYS,
     SIGNING_KEY,
     CertFiles,
@@ -24,6 +26,7 @@ from novacron.coordinator.pki import (
     ca_in,
     init_pki,
     issue_agent,
+    issue_client,
     issue_server,
 )
 from novacron.models.signing import key_id
@@ -32,7 +35,7 @@ DEFAULT_HOSTS = "localhost,127.0.0.1"
 
 
 def add_pki_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add the ``pki`` command (with ``init``, ``issue-agent``, ``issue-server``).
+    """Add the ``pki`` command (``init``, ``issue-agent``, ``issue-client``, ``issue-server``).
 
     Each leaf parser sets ``pki_handler``; :func:`run_pki` dispatches on it.
     """
@@ -68,6 +71,17 @@ def add_pki_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     agent.add_argument("--node-id", required=True, help="the agent's node id (its host name)")
     _add_leaf_options(agent)
     agent.set_defaults(pki_handler=_cmd_issue_agent)
+
+    client = commands.add_parser(
+        "issue-client",
+        help="issue an API client certificate (the scheduler, an operator's CLI)",
+        description=f"Write DIR/{CLIENTS_DIR}/NAME.crt and .key, signed by DIR's CA; the "
+        "scheduler API ([api] listen) accepts only such certificates.",
+    )
+    _add_dir(client)
+    client.add_argument("--name", required=True, help="the client's name, e.g. scheduler")
+    _add_leaf_options(client)
+    client.set_defaults(pki_handler=_cmd_issue_client)
 
     server = commands.add_parser(
         "issue-server",
@@ -141,6 +155,15 @@ def _cmd_issue_agent(args: argparse.Namespace) -> int:
         overwrite=args.force,
     )
     _print_leaf(f"agent {args.node_id}", files)
+    return 0
+
+
+def _cmd_issue_client(args: argparse.Namespace) -> int:
+    directory: Path = args.dir
+    files = issue_client(
+        ca_in(directory), directory / CLIENTS_DIR, args.name, days=args.days, overwrite=args.force
+    )
+    _print_leaf(f"client {args.name}", files)
     return 0
 
 

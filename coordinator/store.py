@@ -234,3 +234,16 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def inventories(self) -> dict[str, dict[str, Any]]:
+        """Every node's inventory from its latest Hello (node id -> the stored JSON object)."""
+        ...
+
+    def current_vms(self) -> dict[str, list[StoredVm]]:
+        """The VMs each node runs now (node id -> VMs; nodes without VMs are left out).
+
+        "Now" is the node's newest frame; a VM that frame no longer lists may still be
+        returned for up to the store's VM refresh interval (SQLite: 60 s), so used
+        capacity is over- rather than under-counted.
+        """
+        ...

@@ -25,6 +25,12 @@ class PlacementSettings:
     max_anomaly_score: float = 1.0  # 1.0: anomalies alone never filter a host
     avoid_stale_hosts: bool = True  # stale hosts are filtered (unknown ones always are)
     default_max_vms: int = 0  # 0: no per-host VM limit unless the inventory sets one
+    # Capacity kept for the host itself (hypervisor, agent, page cache), taken off what the
+    # agent's inventory reports before the allocation ratios apply. Nova reserves 512 MiB by
+    # default; a KVM host with an agent and a page cache needs more.
+    reserved_host_vcpus: int = 0
+    reserved_host_memory_mib: int = 2048
+    reserved_host_disk_gib: int = 0
     default_max_results: int = 10
     # Objective weights used when a request names none (OBJECTIVES; "pack" inverts spread).
     objectives: Mapping[str, float] = field(
@@ -49,8 +55,14 @@ class PlacementSettings:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}: expected a number in 0..1, got {value!r}")
-        if self.default_max_vms < 0:
-            raise ValueError(f"default_max_vms: expected >= 0, got {self.default_max_vms!r}")
+        for name in (
+            "default_max_vms",
+            "reserved_host_vcpus",
+            "reserved_host_memory_mib",
+            "reserved_host_disk_gib",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)!r}")
         unknown = sorted(set(self.objectives) - set(OBJECTIVES))
         if unknown:
             raise ValueError(

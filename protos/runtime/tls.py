@@ -58,6 +58,37 @@ def node_id_uri(node_id: str) -> str:
     return NODE_ID_URI_PREFIX + validate_node_id(node_id)
 
 
+#: The identity of an API client (the NovaCron scheduler, an operator's CLI) in its
+#: certificate: a URI SAN ``spiffe://novacron/client/<name>``. Agents' certificates carry
+#: node URIs instead, so the scheduler API can refuse them.
+CLIENT_ID_URI_PREFIX = "spiffe://novacron/client/"
+
+
+def client_id_uri(name: str) -> str:
+    """The URI SAN that names API client ``name`` (same character rules as node ids)."""
+    return CLIENT_ID_URI_PREFIX + validate_node_id(name)
+
+
+def peer_client_name(context: _AuthContextSource) -> str | None:
+    """The API client name of the authenticated peer, or None (same trust rules as
+    :func:`peer_node_id`: only meaningful on a server that verifies client certificates)."""
+    pems = list(context.auth_context().get("x509_pem_cert", ()))
+    if len(pems) != 1:
+        return None
+    try:
+        certificate = x509.load_pem_x509_certificate(pems[0])
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+    names = [
+        uri.removeprefix(CLIENT_ID_URI_PREFIX)
+        for uri in san.value.get_values_for_type(x509.UniformResourceIdentifier)
+        if uri.startswith(CLIENT_ID_URI_PREFIX)
+        and _NODE_ID.fullmatch(uri.removeprefix(CLIENT_ID_URI_PREFIX))
+    ]
+    return names[0] if len(names) == 1 else None
+
+
 def server_credentials(ca_cert: Path, cert: Path, key: Path) -> grpc.ServerCredentials:
     """Credentials for a server that requires and verifies client certificates.
 

@@ -101,6 +101,15 @@ def convert(hint: Any, value: Any, source: str, key: str) -> Any:
         if value not in allowed:
             raise ConfigError(source, key, f"must be one of {list(allowed)}, got {value!r}")
         return value
+    if origin in (Mapping, dict):
+        # A TOML table of str -> value (e.g. per-name weights); values are checked each.
+        value_hint = get_args(hint)[1]
+        if not isinstance(value, Mapping):
+            raise ConfigError(source, key, f"expected a table, got {_describe(value)}")
+        return {
+            str(name): convert(value_hint, item, source, _join(key, str(name)))
+            for name, item in value.items()
+        }
     if origin in (tuple, list):
         (item,) = get_args(hint)[:1]
         if not isinstance(value, list):
@@ -168,5 +177,8 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        items = ", ".join(f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }" if items else "{}"
     text = str(value)
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

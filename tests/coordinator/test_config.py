@@ -206,3 +206,70 @@ def test_bad_override_names_the_flag(tmp_path: Path) -> None:
         with_overrides(load_text(tmp_path, FULL), metrics_listen="nowhere")
     assert (error.value.source, error.value.key) == ("command line", "--metrics-listen")
     assert "HOST:PORT" in error.value.problem
+
+
+# ---------------------------------------------------------------------- [api], [placement]
+
+API_AND_PLACEMENT = """
+[coordinator]
+insecure = true
+
+[api]
+listen = "127.0.0.1:7555"
+inventory_file = "/etc/novacron/inventory.toml"
+
+[placement]
+cpu_allocation_ratio = 2.0
+objectives = { spread = 1.0, energy = 0.5 }
+weights = { free_memory_mib = 1.5 }
+disabled_filters = ["vm_limit"]
+"""
+
+
+def test_api_and_placement_sections(tmp_path: Path) -> None:
+    config = load_text(tmp_path, API_AND_PLACEMENT)
+    assert config.api.listen == "127.0.0.1:7555"
+    assert config.api.inventory_file == Path("/etc/novacron/inventory.toml")
+    assert config.api_insecure  # inherits [coordinator] insecure while unset
+    assert config.placement.cpu_allocation_ratio == 2.0
+    assert dict(config.placement.objectives) == {"spread": 1.0, "energy": 0.5}
+    assert dict(config.placement.weights) == {"free_memory_mib": 1.5}
+    assert config.placement.disabled_filters == ("vm_limit",)
+    explicit = load_text(tmp_path, API_AND_PLACEMENT.replace("[api]", "[api]\ninsecure = false"))
+    assert not explicit.api_insecure
+    defaults = coordinator_config.CoordinatorConfig()
+    assert defaults.api.listen == "127.0.0.1:7444" and not defaults.api_insecure
+    rendered = tomllib.loads(render_config(config))
+    assert rendered["placement"]["objectives"] == {"spread": 1.0, "energy": 0.5}
+    assert parse_config(rendered, config.source) == config
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ('[api]\nlisten = "nowhere"', "api.listen", "HOST:PORT"),
+        ("[api]\ninsecure = 1", "api.insecure", "true or false"),
+        ("[placement]\ncpu_allocation_ratio = 0", "placement.cpu_allocation_ratio", "> 0"),
+        ("[placement]\nobjectives = { speed = 1.0 }", "placement.objectives", "speed"),
+        ('[placement]\nobjectives = { spread = "a" }', "placement.objectives.spread", "number"),
+        ("[placement]\nweights = 3", "placement.weights", "expected a table"),
+        ("[placement]\nweights = { nope = 1.0 }", "placement.weights", "unknown factor id"),
+        ('[placement]\ndisabled_filters = ["nope"]', "placement.disabled_filters", "nope"),
+        ('[placement]\ndisabled_weighers = ["nope"]', "placement.disabled_weighers", "nope"),
+        ("[placement]\nspeed = 1", "placement.speed", "unknown key"),
+    ],
+)
+def test_api_and_placement_errors_name_the_key(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
+    error = config_error(tmp_path, text)
+    assert error.key == key
+    assert problem in error.problem
+
+
+def test_api_listen_override(tmp_path: Path) -> None:
+    config = with_overrides(load_text(tmp_path, API_AND_PLACEMENT), api_listen="127.0.0.1:0")
+    assert config.api.listen == "127.0.0.1:0"
+    with pytest.raises(ConfigError) as error:
+        with_overrides(config, api_listen="nowhere")
+    assert error.value.key == "--api-listen"
