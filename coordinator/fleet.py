@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from types import MappingProxyType
@@ -163,6 +163,14 @@ class FleetState:
             failure_probability=frame.failure_probability(),
             anomaly_score=frame.anomaly_score(),
         )
+
+    def observe_frames(self, frames: Sequence[StoredFrame], received_at_seconds: float) -> None:
+        """Account for committed frames, all received at ``received_at_seconds``.
+
+        The writer's commit observer (see ``BatchWriter``): it passes one frame per node.
+        """
+        for frame in frames:
+            self.observe(frame, received_at_seconds=received_at_seconds)
 
     def observe_values(
         self,

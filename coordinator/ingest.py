@@ -48,9 +48,9 @@ from novacron.coordinator import metrics
 from novacron.coordinator.fleet import FleetState, Liveness
 from novacron.coordinator.ingest_checks import (
     MAX_MESSAGE_BYTES,
+    FrameChecker,
     KnownSchemas,
     StreamRejected,
-    check_frame,
     check_hello,
     decode_message,
     internal_error,
@@ -62,7 +62,7 @@ from novacron.coordinator.ingest_checks import (
 )
 from novacron.coordinator.ingest_writer import BatchWriter
 from novacron.coordinator.store import StoredFrame, StoreUnavailable
-from novacron.coordinator.store_frames import node_hello, stored_frame
+from novacron.coordinator.store_frames import frame_payloads, node_hello, stored_frame
 from novacron.protos import CONTRACT_MINOR_VERSION, __version__, telemetry_pb2
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,7 @@ class Ingest:
         self.writer = writer
         self.insecure = insecure
         self.schemas = schemas or KnownSchemas.current()
+        self.checks = FrameChecker(self.schemas)
         self.settings = settings or IngestSettings()
         self.clock = clock
         self._by_node: dict[str, StreamSession] = {}
@@ -420,7 +421,7 @@ class StreamSession:
                 kind = message.WhichOneof("body")
                 if kind == "frames":
                     await self._window.acquire()
-                    self._queue.put_nowait(self._accept(message.frames, received))
+                    self._queue.put_nowait(self._accept(message.frames, raw, received))
                 elif kind == "heartbeat":
                     log.debug(
                         "heartbeat",
@@ -447,15 +448,24 @@ class StreamSession:
             log.info("reading the stream failed", extra=self._log(error=repr(exc)))
             self._queue.put_nowait(_END)
 
-    def _accept(self, batch: telemetry_pb2.FrameBatch, received: float) -> _Batch:
-        """Check a FrameBatch, drop replays, hand the rest to the writer."""
+    def _accept(self, batch: telemetry_pb2.FrameBatch, raw: bytes, received: float) -> _Batch:
+        """Check a FrameBatch, drop replays, hand the rest to the writer.
+
+        ``raw``: the message's bytes, from which each frame's payload is sliced (see
+        :func:`~novacron.coordinator.store_frames.frame_payloads`).
+        """
         node_id = self.node_id
         assert node_id is not None
-        schemas = self.ingest.schemas
+        checks = self.ingest.checks
         fresh: list[StoredFrame] = []
         duplicates = 0
         first = None
-        for frame in batch.frames:
+        frames = batch.frames
+        sliced = frame_payloads(raw)
+        payloads: Sequence[bytes | None] = (
+            sliced if sliced is not None and len(sliced) == len(frames) else [None] * len(frames)
+        )
+        for frame, payload in zip(frames, payloads, strict=True):
             seq = frame.seq
             if seq <= self._prev_seq:
                 raise protocol_violation(
@@ -468,9 +478,8 @@ class StreamSession:
             if seq <= self._durable:
                 duplicates += 1
                 continue
-            check_frame(frame, schemas)
-            fresh.append(stored_frame(node_id, frame))
-        metrics.FRAMES_RECEIVED.inc(len(batch.frames))
+            fresh.append(stored_frame(node_id, frame, payload, checks=checks))
+        metrics.FRAMES_RECEIVED.inc(len(frames))
         if duplicates:
             metrics.DUPLICATE_FRAMES.inc(duplicates)
         resumed = False

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import DecodeError
 
+from novacron.coordinator.store import StoredFrame
+from novacron.coordinator.store_frames import stored_frame
 from novacron.models.schema import NODE, VM, Schema
 from novacron.protos import common_pb2, telemetry_pb2
 from novacron.protos.runtime.tls import validate_node_id
@@ -251,32 +253,38 @@ def check_hello(
     return claimed
 
 
-def check_frame(frame: telemetry_pb2.Frame, schemas: KnownSchemas) -> None:
-    """Refuse a frame the store could not keep faithfully (see the module docstring).
+class FrameChecker:
+    """The ingest's frame rules, run by ``stored_frame`` while it converts a frame.
 
     Feature vectors must follow the known schemas exactly (version, hash, width); NaN
     feature values are fine ("no data"). Numbers that go into indexed store columns
     (probabilities, scores, horizons) must be finite and in range: one such value must
-    not fail a transaction shared with other agents' frames.
+    not fail a transaction shared with other agents' frames. Hot path (every frame,
+    ~10 VMs): plain comparisons inline; the helpers that build the refusal messages
+    run only for a frame that fails.
     """
-    # Hot path (every frame, ~10 VMs): plain comparisons inline; the helpers that build
-    # the messages run only for a frame that fails.
-    seq = frame.seq
-    if seq < 1:
-        raise protocol_violation("bad_frame", "frame seq 0: seqs start at 1")
-    _check_vector(frame.node_features, schemas.node, f"frame {seq} node_features")
-    vm_schema = schemas.vm
-    version, digest, width = vm_schema.version, vm_schema.hash, vm_schema.width
-    for vm in frame.vm_features:
+
+    def __init__(self, schemas: KnownSchemas) -> None:
+        self.schemas = schemas
+        vm = schemas.vm
+        self._vm = (vm.hash, vm.version, vm.width)
+
+    def node(self, frame: telemetry_pb2.Frame, seq: int) -> None:
+        if seq < 1:
+            raise protocol_violation("bad_frame", "frame seq 0: seqs start at 1")
+        _check_vector(frame.node_features, self.schemas.node, f"frame {seq} node_features")
+
+    def vm(self, vm: telemetry_pb2.VmFeatures, seq: int) -> None:
         vector = vm.features
+        digest, version, width = self._vm
         if (
             vector.schema_hash != digest
             or vector.schema_version != version
             or len(vector.values) != width
         ):
-            _check_vector(vector, vm_schema, f"frame {seq} VM {vm.vm_uuid!r} features")
-    scores = frame.scores
-    for prediction in scores.failure_predictions:
+            _check_vector(vector, self.schemas.vm, f"frame {seq} VM {vm.vm_uuid!r} features")
+
+    def prediction(self, prediction: common_pb2.FailurePrediction, seq: int) -> None:
         horizon = prediction.horizon_seconds
         if not (
             0.0 <= prediction.probability <= 1.0
@@ -289,8 +297,20 @@ def check_frame(frame: telemetry_pb2.Frame, schemas: KnownSchemas) -> None:
             _check_unit_interval(prediction.ci_low, f"{what}: ci_low")
             _check_unit_interval(prediction.ci_high, f"{what}: ci_high")
             raise protocol_violation("bad_frame", f"{what}: horizon_seconds {horizon} invalid")
-    for anomaly in scores.anomalies:
-        _check_unit_interval(anomaly.score, f"frame {seq} anomaly of {anomaly.subject.id!r}: score")
+
+    def anomaly(self, anomaly: common_pb2.Anomaly, seq: int) -> None:
+        score = anomaly.score
+        if not 0.0 <= score <= 1.0:  # also false for NaN
+            _check_unit_interval(score, f"frame {seq} anomaly of {anomaly.subject.id!r}: score")
+
+
+def check_frame(frame: telemetry_pb2.Frame, schemas: KnownSchemas) -> StoredFrame:
+    """Refuse a frame the store could not keep faithfully (rules: :class:`FrameChecker`).
+
+    Returns the frame's store record (node id left empty); the ingest converts and
+    checks in the same pass through ``stored_frame(..., checks=...)`` instead.
+    """
+    return stored_frame("", frame, b"", checks=FrameChecker(schemas))
 
 
 def _check_vector(vector: common_pb2.FeatureVector, expected: SchemaId, what: str) -> None:

@@ -11,11 +11,23 @@ library appends it), units are in the names (``_seconds``, ``_frames``). What to
   its ``Ack``; dominated by the batching delay and the commit's fsync.
 * ``novacron_coordinator_rejected_messages_total{reason}``: streams closed because of
   what an agent sent (see ``docs/coordinator.md`` for the reasons).
+
+With ingest workers (``[ingest] workers`` > 1) every process writes its metrics into a
+shared directory (prometheus_client's multiprocess mode) and the main process serves
+the sums, plus ``novacron_coordinator_ingest_workers`` (running) and
+``novacron_coordinator_ingest_worker_restarts_total``.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
 
 from novacron.coordinator.config import parse_host_port
 
@@ -82,6 +94,7 @@ STORE_WRITE_FAILURES = Counter(
 CONNECTED_AGENTS = Gauge(
     "novacron_coordinator_connected_agents",
     "Agents with an open telemetry stream past the handshake.",
+    multiprocess_mode="livesum",  # ingest workers: the sum over the running ones
 )
 NODES = Gauge(
     "novacron_coordinator_nodes",
@@ -95,13 +108,39 @@ MODEL_UPDATES_SENT = Counter(
 )
 
 
+#: Metrics the ingest sets: in ingest workers, each process's go through the shared
+#: multiprocess files.
+INGEST_METRICS = (
+    FRAMES_RECEIVED,
+    FRAMES_STORED,
+    DUPLICATE_FRAMES,
+    DROPPED_FRAMES,
+    REJECTED_MESSAGES,
+    ACK_LATENCY,
+    STORE_WRITE_SECONDS,
+    STORE_BATCH_FRAMES,
+    STORE_WRITE_FAILURES,
+    CONNECTED_AGENTS,
+    MODEL_UPDATES_SENT,
+)
+#: Metrics only the main process sets; with ingest workers they are served beside the
+#: workers' (``ingest_workers``). Labelled, so a worker importing this module creates
+#: no series of them in the shared multiprocess files.
+MAIN_PROCESS_METRICS = (NODES,)
+
+
 class MetricsEndpoint:
     """A running ``/metrics`` HTTP server (a daemon thread); :meth:`close` stops it."""
 
-    def __init__(self, listen: str) -> None:
-        """Serve on ``listen`` (``HOST:PORT``, port 0 = any); OSError if it cannot bind."""
+    def __init__(self, listen: str, registry: CollectorRegistry | None = None) -> None:
+        """Serve ``registry`` (default: this process's metrics) on ``listen``.
+
+        ``listen``: ``HOST:PORT``, port 0 = any. OSError if it cannot bind.
+        """
         host, port = parse_host_port(listen)
-        self._server, self._thread = start_http_server(port, addr=host)
+        self._server, self._thread = start_http_server(
+            port, addr=host, registry=REGISTRY if registry is None else registry
+        )
         self.host = host
         self.port = int(self._server.server_port)
 

@@ -2,6 +2,7 @@
 
 ``--listen``, ``--db``, ``--insecure``, ``--metrics-listen`` and ``--config`` are an
 interface that operators and external checks drive; the flags win over the config file.
+Flags are only ever added (``--ingest-workers``), never changed.
 Exit status: 0 after a graceful stop (SIGTERM, SIGINT); 2 for a configuration problem
 (the message names the file and the key, or the TLS / signing-key file); 1 when the
 service cannot start for another reason (database unusable, address in use).
@@ -57,6 +58,18 @@ def add_run_command(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="address of the Prometheus /metrics endpoint ([coordinator] metrics_listen)",
     )
     run.add_argument(
+        "--api-listen",
+        metavar="HOST:PORT",
+        help="address of the scheduler API: placement ([api] listen)",
+    )
+    run.add_argument(
+        "--ingest-workers",
+        type=int,
+        metavar="N",
+        help="processes serving the agent port; 0: one per CPU (at most 4), 1: this "
+        "process only ([ingest] workers)",
+    )
+    run.add_argument(
         "--config",
         type=Path,
         default=None,
@@ -80,6 +93,8 @@ def cmd_run(args: argparse.Namespace, config: CoordinatorConfig) -> int:
             insecure=args.insecure,
             metrics_listen=args.metrics_listen,
             log_level=args.log_level,
+            ingest_workers=args.ingest_workers,
+            api_listen=args.api_listen,
         )
     except ConfigError as exc:
         print(f"novacron-coordinator: config error: {exc}", file=sys.stderr)

@@ -32,6 +32,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import sqlite_utils
@@ -44,6 +45,7 @@ from novacron.coordinator.store import (
     NodeHello,
     NodeSummary,
     StoredFrame,
+    StoredVm,
     StoreError,
     StoreUnavailable,
 )
@@ -344,6 +346,10 @@ class SqliteStore:
     # ---------------------------------------------------------------- writing
 
     def record_hello(self, hello: NodeHello, *, now: float) -> int:
+        # A new stream of the node: its VMs may have been written meanwhile by another
+        # process sharing this database (an ingest worker), so this process's memory of
+        # them is no longer a safe reason to skip a write.
+        self._vms_written.pop(hello.node_id, None)
         with self._guard("record hello"), self._write_transaction():
             self.db.execute(
                 _UPSERT_HELLO, [hello.node_id, now, hello.agent_version, hello.schema_version]
@@ -448,42 +454,15 @@ class SqliteStore:
                 for f in frames
             ],
         )
+        # StoredPrediction and StoredAnomaly are in the tables' column order after
+        # (node_id, seq, timestamp_seconds): each row is one tuple concatenation.
         conn.executemany(
             _INSERT_PREDICTION,
-            [
-                (
-                    f.node_id,
-                    f.seq,
-                    f.timestamp_seconds,
-                    p.scope,
-                    p.subject,
-                    p.model_name,
-                    p.model_version,
-                    p.horizon_seconds,
-                    p.probability,
-                    p.ci_low,
-                    p.ci_high,
-                )
-                for f in frames
-                for p in f.predictions
-            ],
+            [(f.node_id, f.seq, f.timestamp_seconds, *p) for f in frames for p in f.predictions],
         )
         conn.executemany(
             _INSERT_ANOMALY,
-            [
-                (
-                    f.node_id,
-                    f.seq,
-                    f.timestamp_seconds,
-                    a.scope,
-                    a.subject,
-                    a.model_name,
-                    a.score,
-                    a.severity,
-                )
-                for f in frames
-                for a in f.anomalies
-            ],
+            [(f.node_id, f.seq, f.timestamp_seconds, *a) for f in frames for a in f.anomalies],
         )
 
     def _upsert_vms(self, newest: Iterable[StoredFrame]) -> dict[str, _NodeVms]:
@@ -695,6 +674,54 @@ class SqliteStore:
                 raise
             except sqlite3.DatabaseError as exc:
                 raise StoreUnavailable(f"{self.path}: cannot {what}: {exc}", exc) from exc
+
+    # ---------------------------------------------------------------- placement reads
+
+    def inventories(self) -> dict[str, dict[str, Any]]:
+        with self._guard("read inventories"):
+            rows = self.db.execute(
+                "SELECT node_id, json FROM inventory ORDER BY node_id"
+            ).fetchall()
+        found: dict[str, dict[str, Any]] = {}
+        for node_id, text in rows:
+            try:
+                document = json.loads(text)
+            except ValueError:
+                document = None
+            if not isinstance(document, dict):
+                log.warning(
+                    "stored inventory is not a JSON object; ignored", extra={"node_id": node_id}
+                )
+                continue
+            found[node_id] = document
+        return found
+
+    def current_vms(self) -> dict[str, list[StoredVm]]:
+        # A VM row is rewritten at least every VM_REFRESH_SECONDS while the node's frames
+        # list it (see _upsert_vms), so the VMs of the newest frame are exactly those
+        # seen within that interval of it, plus VMs gone since less than the interval.
+        with self._guard("read current VMs"):
+            rows = self.db.execute(
+                """
+                WITH newest AS (
+                    SELECT n.node_id, COALESCE(
+                        (SELECT f.timestamp_seconds FROM frames AS f
+                          WHERE f.node_id = n.node_id ORDER BY f.seq DESC LIMIT 1),
+                        (SELECT MAX(w.last_seen_seconds) FROM vms AS w
+                          WHERE w.node_id = n.node_id)) AS seen
+                    FROM nodes AS n
+                )
+                SELECT v.node_id, v.vm_uuid, v.name, v.vcpus, v.memory_bytes
+                FROM vms AS v JOIN newest ON newest.node_id = v.node_id
+                WHERE v.last_seen_seconds > newest.seen - ?
+                ORDER BY v.node_id, v.vm_uuid
+                """,
+                [VM_REFRESH_SECONDS],
+            ).fetchall()
+        found: dict[str, list[StoredVm]] = defaultdict(list)
+        for node_id, vm_uuid, name, vcpus, memory_bytes in rows:
+            found[node_id].append(StoredVm(vm_uuid, name, vcpus, memory_bytes))
+        return dict(found)
 
 
 def _connect(target: str, busy_timeout_seconds: float, *, uri: bool) -> sqlite3.Connection:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import shutil
 import sqlite3
 import threading
 from collections.abc import Coroutine, Sequence
@@ -20,10 +21,16 @@ from typing import Any, TypeVar
 
 import grpc
 
-from novacron.coordinator.config import CoordinatorConfig, CoordinatorSettings, StoreSettings
+from novacron.coordinator.config import (
+    CoordinatorConfig,
+    CoordinatorSettings,
+    IngestProcessSettings,
+    StoreSettings,
+)
 from novacron.coordinator.ingest import IngestSettings
 from novacron.coordinator.server import CoordinatorService
 from novacron.coordinator.store import Store
+from novacron.models.card import ModelCard, bundled_card_path
 from novacron.models.schema import NODE
 from novacron.protos import CONTRACT_MINOR_VERSION, telemetry_pb2
 
@@ -81,9 +88,10 @@ class AgentStream:
 
     @classmethod
     async def connect(
-        cls, channel: grpc.aio.Channel, node_id: str, **hello: Any
+        cls, channel: grpc.aio.Channel, node_id: str, *, timeout: float = 30.0, **hello: Any
     ) -> tuple[AgentStream, telemetry_pb2.Welcome]:
-        stream = cls(channel)
+        """Open a stream (deadline ``timeout`` seconds), send Hello, return the Welcome."""
+        stream = cls(channel, timeout=timeout)
         await stream.send(make_hello(node_id, **hello))
         reply = await stream.recv()
         if reply.WhichOneof("body") != "welcome":
@@ -129,12 +137,14 @@ class AgentStream:
         await self.call.done_writing()
 
 
-def insecure_config(db_path: Path, **store: Any) -> CoordinatorConfig:
+def insecure_config(db_path: Path, *, workers: int = 1, **store: Any) -> CoordinatorConfig:
+    """A plaintext coordinator on free loopback ports; ingest in this process by default."""
     return CoordinatorConfig(
         coordinator=CoordinatorSettings(
             listen="127.0.0.1:0", db_path=db_path, insecure=True, metrics_listen="127.0.0.1:0"
         ),
         store=StoreSettings(**store),
+        ingest=IngestProcessSettings(workers=workers),
     )
 
 
@@ -199,3 +209,13 @@ class ServerThread:
 
 def with_settings(config: CoordinatorConfig, **coordinator: Any) -> CoordinatorConfig:
     return replace(config, coordinator=replace(config.coordinator, **coordinator))
+
+
+def copy_bundled(models_dir: Path, name: str) -> ModelCard:
+    """Copy a bundled model (card and ONNX file) into ``models_dir``; its card."""
+    card_path = bundled_card_path(name)
+    card = ModelCard.read(card_path)
+    models_dir.mkdir(exist_ok=True)
+    shutil.copy(card_path, models_dir / card_path.name)
+    shutil.copy(card_path.parent / card.onnx_file, models_dir / card.onnx_file)
+    return card

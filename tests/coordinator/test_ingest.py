@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import logging
 import math
-import shutil
 import sqlite3
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from pathlib import Path
@@ -34,12 +33,11 @@ from novacron.coordinator.model_push import ModelSigner, ModelWatcher, read_mode
 from novacron.coordinator.pki import generate_signing_key
 from novacron.coordinator.store import StoredFrame, StoreUnavailable
 from novacron.coordinator.store_sqlite import SqliteStore
-from novacron.models.card import ModelCard, bundled_card_path
 from novacron.models.schema import NODE, VM
 from novacron.models.signing import load_public_key, verify_model
 from novacron.protos import telemetry_pb2
 from tests.coordinator.frames import make_frame, stored_range
-from tests.coordinator.ingest_support import frames_message, make_hello, stored_seqs
+from tests.coordinator.ingest_support import copy_bundled, frames_message, make_hello, stored_seqs
 
 SCHEMAS = KnownSchemas.current()
 
@@ -193,7 +191,11 @@ def test_writer_puts_frames_of_many_streams_in_one_transaction(tmp_path: Path) -
     store = counting_store(tmp_path / "c.db")
     fleet = FleetState(clock=lambda: 1000.0)
     writer = BatchWriter(
-        store, max_frames=1000, max_delay_seconds=0.2, fleet=fleet, clock=lambda: 1000.0
+        store,
+        max_frames=1000,
+        max_delay_seconds=0.2,
+        on_commit=fleet.observe_frames,
+        clock=lambda: 1000.0,
     )
     writer.start()
 
@@ -344,7 +346,7 @@ class Harness:
         self.store = counting_store(self.db_path)
         self.fleet = FleetState()
         self.writer = BatchWriter(
-            self.store, max_frames=500, max_delay_seconds=0.005, fleet=self.fleet
+            self.store, max_frames=500, max_delay_seconds=0.005, on_commit=self.fleet.observe_frames
         )
         self.writer.start()
         self.ingest = Ingest(
@@ -601,15 +603,6 @@ def test_liveness_monitor_counts_and_logs_transitions(caplog: pytest.LogCaptureF
 
 
 # ---------------------------------------------------------------- model push
-
-
-def copy_bundled(models_dir: Path, name: str) -> ModelCard:
-    card_path = bundled_card_path(name)
-    card = ModelCard.read(card_path)
-    models_dir.mkdir(exist_ok=True)
-    shutil.copy(card_path, models_dir / card_path.name)
-    shutil.copy(card_path.parent / card.onnx_file, models_dir / card.onnx_file)
-    return card
 
 
 def test_model_watcher_signs_what_lands_in_the_directory(

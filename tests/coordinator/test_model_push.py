@@ -11,7 +11,7 @@ from novacron.coordinator.model_push import ModelSigner, ModelWatcher, NotPushed
 from novacron.coordinator.pki import generate_signing_key
 from novacron.models.card import FUSED_KIND, ModelCard
 from novacron.models.training.fuse import refresh
-from tests.coordinator.test_ingest import copy_bundled
+from tests.coordinator.ingest_support import copy_bundled
 
 
 def test_fused_model_is_not_pushed_but_its_members_are(

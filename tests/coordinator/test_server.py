@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,7 +27,6 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from novacron.agent.spool import Spool
 from novacron.coordinator import pki
 from novacron.coordinator.config import TlsSettings
 from novacron.coordinator.server import TELEMETRY_SERVICE
@@ -38,20 +35,21 @@ from novacron.models.schema import NODE, VM
 from novacron.protos import telemetry_pb2
 from tests.coordinator.frames import make_frame
 from tests.coordinator.ingest_support import (
-    METHOD,
     AgentStream,
     ServerThread,
     StreamEnded,
-    batch_from_bodies,
     frames_message,
     insecure_config,
     make_hello,
     stored_seqs,
     with_settings,
 )
-from tests.fixtures.processes import console_script, free_port
-
-COORDINATOR = Path(console_script("novacron-coordinator"))
+from tests.coordinator.process_support import (
+    COORDINATOR,
+    CoordinatorProcess,
+    SpoolAgent,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -396,8 +394,10 @@ def test_missing_or_foreign_client_certificate_is_rejected(
 # ---------------------------------------------------------------- health, reflection, metrics
 
 
-def test_health_reflection_and_metrics_are_served(tmp_path: Path) -> None:
-    with ServerThread(insecure_config(tmp_path / "c.db"), serve_metrics=True) as running:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_health_reflection_and_metrics_are_served(tmp_path: Path, workers: int) -> None:
+    config = insecure_config(tmp_path / "c.db", workers=workers)
+    with ServerThread(config, serve_metrics=True) as running:
         asyncio.run(stream_frames(running.address, "hv-1", 1, 10))
         with grpc.insecure_channel(running.address) as channel:
             health = grpc_health_pb2_grpc.HealthStub(channel)
@@ -422,162 +422,24 @@ def test_health_reflection_and_metrics_are_served(tmp_path: Path) -> None:
         "novacron_coordinator_store_write_seconds_bucket",
         "novacron_coordinator_store_batch_frames_bucket",
         "novacron_coordinator_connected_agents",
+        "novacron_coordinator_nodes",
     ):
         assert name in text, name
+    if workers > 1:  # fresh processes: the main process serves the sums of their files
+        assert "novacron_coordinator_frames_stored_total 10.0" in text
+        assert "novacron_coordinator_frames_received_total 10.0" in text
+        assert f"novacron_coordinator_ingest_workers {workers:.1f}" in text
 
 
 # ---------------------------------------------------------------- the real process
 
 
-class CoordinatorProcess:
-    """``novacron-coordinator run --insecure`` on a fixed port, restartable."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.db = tmp_path / "coordinator.db"
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.log = tmp_path / "coordinator.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    str(COORDINATOR),
-                    "run",
-                    "--insecure",
-                    "--listen",
-                    self.address,
-                    "--db",
-                    str(self.db),
-                    "--metrics-listen",
-                    "127.0.0.1:0",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-        deadline = time.monotonic() + 30
-        with grpc.insecure_channel(self.address) as channel:
-            health = grpc_health_pb2_grpc.HealthStub(channel)
-            while True:
-                try:
-                    health.Check(grpc_health_pb2.HealthCheckRequest(), timeout=1)
-                    return
-                except grpc.RpcError:
-                    assert self.process.poll() is None, self.log.read_text()
-                    assert time.monotonic() < deadline, "coordinator did not start"
-                    time.sleep(0.1)
-
-    def signal(self, signum: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(signum)
-
-    def wait(self, timeout: float = 30) -> int:
-        assert self.process is not None
-        return self.process.wait(timeout)
-
-
-class SpoolAgent:
-    """The agent side as the daemon does it: the real Spool, a synchronous gRPC stream,
-    replay from ``Welcome.highest_durable_seq + 1``, reconnect on any error (a thread)."""
-
-    def __init__(self, tmp_path: Path, node_id: str, count: int) -> None:
-        self.node_id = node_id
-        self.spool = Spool(tmp_path / f"{node_id}.spool")
-        template = make_frame(node_id, 1)
-
-        def body(seq: int) -> bytes:
-            template.seq = seq
-            return template.SerializeToString()
-
-        for _ in range(count):
-            self.spool.append(body, time.time())
-        self.count = count
-        self.reconnects = 0
-        self.endings: list[tuple[grpc.StatusCode, telemetry_pb2.StreamError | None]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self, address: str) -> None:
-        self._thread = threading.Thread(target=self.run, args=(address,), daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.join()
-
-    def join(self, timeout: float = 60) -> None:
-        assert self._thread is not None
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), f"{self.node_id} did not finish"
-
-    def run(self, address: str, *, batch: int = 10, window: int = 4) -> None:
-        while self.spool.last_acked < self.count and not self._stop.is_set():
-            error: list[telemetry_pb2.StreamError] = []
-            try:
-                self._stream(address, batch, window, error)
-            except grpc.RpcError as exc:
-                self.endings.append((exc.code(), error[-1] if error else None))
-            self.reconnects += 1
-            self._stop.wait(0.05)
-
-    def _stream(
-        self, address: str, batch: int, window: int, error: list[telemetry_pb2.StreamError]
-    ) -> None:
-        outbox: queue.Queue[bytes | None] = queue.Queue()
-
-        def requests() -> Iterator[bytes]:
-            while (item := outbox.get()) is not None:
-                yield item
-
-        hello = make_hello(
-            self.node_id,
-            last_acked_seq=self.spool.last_acked,
-            last_produced_seq=self.spool.last_seq,
-        )
-        outbox.put(hello.SerializeToString())
-        with grpc.insecure_channel(address) as channel:
-            method = channel.stream_stream(
-                METHOD,
-                request_serializer=None,
-                response_deserializer=telemetry_pb2.CoordinatorMessage.FromString,
-            )
-            replies = method(requests(), timeout=60)
-            sent = inflight = 0
-            try:
-                for reply in replies:
-                    kind = reply.WhichOneof("body")
-                    if kind == "welcome":
-                        sent = reply.welcome.highest_durable_seq
-                        self.spool.ack(sent)
-                    elif kind == "ack":
-                        self.spool.ack(reply.ack.highest_durable_seq)
-                        inflight -= 1
-                    elif kind == "error":
-                        error.append(reply.error)
-                    if self.spool.last_acked >= self.count or self._stop.is_set():
-                        return
-                    while kind in ("welcome", "ack") and inflight < window:
-                        pending = self.spool.pending(after_seq=sent, limit=batch)
-                        if not pending:
-                            break
-                        outbox.put(batch_from_bodies([b for _, b in pending]).SerializeToString())
-                        sent, inflight = pending[-1][0], inflight + 1
-            finally:
-                outbox.put(None)
-                replies.cancel()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-
-
 @pytest.mark.slow
-def test_sigkill_mid_stream_then_restart_stores_every_frame_exactly_once(tmp_path: Path) -> None:
-    coordinator = CoordinatorProcess(tmp_path)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_mid_stream_then_restart_stores_every_frame_exactly_once(
+    tmp_path: Path, workers: int
+) -> None:
+    coordinator = CoordinatorProcess(tmp_path, workers=workers)
     agents = [SpoolAgent(tmp_path, f"hv-{n}", 800) for n in range(3)]
     coordinator.start()
     for agent in agents:
@@ -601,8 +463,11 @@ def test_sigkill_mid_stream_then_restart_stores_every_frame_exactly_once(tmp_pat
 
 
 @pytest.mark.slow
-def test_sigterm_exits_zero_with_every_acknowledged_frame_stored(tmp_path: Path) -> None:
-    coordinator = CoordinatorProcess(tmp_path)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_exits_zero_with_every_acknowledged_frame_stored(
+    tmp_path: Path, workers: int
+) -> None:
+    coordinator = CoordinatorProcess(tmp_path, workers=workers)
     agents = [SpoolAgent(tmp_path, f"hv-{n}", 1200) for n in range(3)]
     coordinator.start()
     for agent in agents:
