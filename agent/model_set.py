@@ -28,7 +28,7 @@ retrained ``node-failure-2h`` is picked up without code changes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -96,14 +96,12 @@ class FusedScore:
         return self.run.outputs(row)[self.output][:, self.column].astype(np.float64)
 
 
-@dataclass(frozen=True)
-class FailureModel:
+class _Member:
+    """What failure and anomaly models share: identity from the card, and single rows
+    scored through the fused node model when one serves this model."""
+
     model: OnnxModel
-    horizon_seconds: float
-    alert_threshold: float | None
-    calibration: CalibrationTable  # no bins: no confidence interval
-    baseline: FloatArray32 | None  # None: no contributing factors
-    fused: FusedScore | None = None  # single rows go through the fused model
+    fused: FusedScore | None
 
     @property
     def name(self) -> str:
@@ -113,18 +111,35 @@ class FailureModel:
     def version(self) -> str:
         return self.model.card.version
 
-    def probabilities(self, rows: FloatArray32) -> npt.NDArray[np.float64]:
-        """P(failure within the horizon) per row."""
+    def _fused_or_own(
+        self,
+        rows: FloatArray32,
+        own: Callable[[FloatArray32], npt.NDArray[np.float64]],
+    ) -> npt.NDArray[np.float64]:
         if self.fused is not None and len(rows) == 1:
             return self.fused.scores(rows)
-        return self.own_probabilities(rows)
+        return own(rows)
+
+
+@dataclass(frozen=True)
+class FailureModel(_Member):
+    model: OnnxModel
+    horizon_seconds: float
+    alert_threshold: float | None
+    calibration: CalibrationTable  # no bins: no confidence interval
+    baseline: FloatArray32 | None  # None: no contributing factors
+    fused: FusedScore | None = None  # single rows go through the fused model
+
+    def probabilities(self, rows: FloatArray32) -> npt.NDArray[np.float64]:
+        """P(failure within the horizon) per row."""
+        return self._fused_or_own(rows, self.own_probabilities)
 
     def own_probabilities(self, rows: FloatArray32) -> npt.NDArray[np.float64]:
         return self.model.output(rows, PROBABILITIES)[:, 1].astype(np.float64)
 
 
 @dataclass(frozen=True)
-class AnomalyModel:
+class AnomalyModel(_Member):
     model: OnnxModel
     output: str
     warning: float
@@ -134,19 +149,9 @@ class AnomalyModel:
     mad: npt.NDArray[np.float64] | None
     fused: FusedScore | None = None  # single rows go through the fused model
 
-    @property
-    def name(self) -> str:
-        return self.model.card.name
-
-    @property
-    def version(self) -> str:
-        return self.model.card.version
-
     def scores(self, rows: FloatArray32) -> npt.NDArray[np.float64]:
         """One anomaly score per row (higher = more anomalous)."""
-        if self.fused is not None and len(rows) == 1:
-            return self.fused.scores(rows)
-        return self.own_scores(rows)
+        return self._fused_or_own(rows, self.own_scores)
 
     def own_scores(self, rows: FloatArray32) -> npt.NDArray[np.float64]:
         output = self.model.output(rows, self.output)
