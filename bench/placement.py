@@ -55,7 +55,8 @@ from novacron.coordinator.placement import convert as proto
 from novacron.coordinator.placement.azure_trace import convert
 from novacron.coordinator.placement.engine import Policy, select
 from novacron.coordinator.placement.hosts import HostTable
-from novacron.coordinator.placement.hosts_build import hosts_from_csv, synthetic_hosts
+from novacron.coordinator.placement.hosts_csv import hosts_from_csv
+from novacron.coordinator.placement.hosts_synthetic import synthetic_hosts
 from novacron.coordinator.placement.request import GroupPolicy, PlacementRequest, ServerGroup
 from novacron.coordinator.placement.service import PlacementServicer
 from novacron.coordinator.placement.settings import PlacementSettings

@@ -1,4 +1,4 @@
-"""Host tables from the live coordinator; the entry point for every other source too.
+"""Host tables from the live coordinator.
 
 :func:`build_host_table` (and :func:`build_from_store`) turn the live fleet into a
 :class:`~.hosts.HostTable`: telemetry, predictions and liveness from the
@@ -7,9 +7,8 @@ NICs, zone, aggregates and labels from the inventory each agent sent in its Hell
 capacity from the VMs each host runs now plus the active claims; rack, power, cost,
 carbon, age, compliance, maintenance and VM limits from the operator's inventory file
 (:mod:`.inventory_file`), which wins where it speaks. The what-if simulator's
-``HOSTS.csv`` (:func:`hosts_from_csv`, in :mod:`.hosts_csv`) and synthetic fleets
-(:func:`synthetic_hosts`, in :mod:`.hosts_synthetic`) are re-exported here, so callers
-import every builder from one place.
+``HOSTS.csv`` and synthetic fleets have their own builders (:mod:`.hosts_csv`,
+:mod:`.hosts_synthetic`), so the live service never imports them.
 
 Capacity for VMs: the host's logical CPUs, memory and disks minus the settings'
 ``reserved_host_*`` (what the hypervisor and the agent keep), or what the inventory file
@@ -33,8 +32,6 @@ import numpy.typing as npt
 from novacron.coordinator.fleet import FleetSnapshot, Liveness
 from novacron.coordinator.placement.hosts import BoolArray, FloatArray, HostTable, charge_numa
 from novacron.coordinator.placement.hosts_columns import GIB_BYTES, MIB_BYTES, TOTALS, assemble
-from novacron.coordinator.placement.hosts_csv import hosts_from_csv
-from novacron.coordinator.placement.hosts_synthetic import synthetic_hosts
 from novacron.coordinator.placement.inventory_file import (
     EMPTY_ENTRY,
     HostEntry,
@@ -52,9 +49,7 @@ __all__ = [
     "assemble",
     "build_from_store",
     "build_host_table",
-    "hosts_from_csv",
     "parse_agent_inventory",
-    "synthetic_hosts",
 ]
 
 log = logging.getLogger(__name__)

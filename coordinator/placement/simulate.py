@@ -1,7 +1,7 @@
 """What-if replay: a stream of VM requests against a fleet, through the real engine.
 
 ``novacron-coordinator simulate`` (:mod:`.simulate_cli`) reads a fleet (``HOSTS.csv``,
-:func:`.hosts_build.hosts_from_csv`) and a request stream (``REQUESTS.csv``, here) and
+:func:`.hosts_csv.hosts_from_csv`) and a request stream (``REQUESTS.csv``, here) and
 replays the stream in time order: every arrival goes through :func:`.engine.select` on
 the current :class:`.hosts.HostTable` exactly as ``SelectHosts`` would, the chosen host
 is charged with :meth:`.hosts.HostTable.allocate`, and every departure releases it again.

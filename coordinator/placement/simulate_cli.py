@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from novacron.coordinator.placement.hosts_build import hosts_from_csv
+from novacron.coordinator.placement.hosts_csv import hosts_from_csv
 from novacron.coordinator.placement.settings import PlacementSettings
 from novacron.coordinator.placement.simulate import (
     POLICIES,

@@ -27,7 +27,7 @@ from novacron.coordinator.placement.engine import (
     select,
 )
 from novacron.coordinator.placement.hosts import HostTable
-from novacron.coordinator.placement.hosts_build import synthetic_hosts
+from novacron.coordinator.placement.hosts_synthetic import synthetic_hosts
 from novacron.coordinator.placement.request import GroupPolicy, PlacementRequest, ServerGroup
 from novacron.coordinator.placement.settings import PlacementSettings
 from tests.coordinator.placement.engine_support import make_policy, registries

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from novacron.coordinator.placement.hosts import Allocation, HostTable
-from novacron.coordinator.placement.hosts_build import synthetic_hosts
+from novacron.coordinator.placement.hosts_synthetic import synthetic_hosts
 
 HOSTS = 12
 USED = ("vcpus_used", "memory_mib_used", "disk_gib_used", "gpus_used", "vm_count")

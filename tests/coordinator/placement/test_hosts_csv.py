@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from novacron.coordinator.fleet import Liveness
-from novacron.coordinator.placement.hosts_build import hosts_from_csv
+from novacron.coordinator.placement.hosts_csv import hosts_from_csv
 from novacron.coordinator.placement.settings import PlacementSettings
 from novacron.protos.runtime.tomlconfig import ConfigError
 

@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from novacron.coordinator.fleet import Liveness
-from novacron.coordinator.placement.hosts_build import synthetic_hosts
+from novacron.coordinator.placement.hosts_synthetic import synthetic_hosts
 from novacron.models.schema import NODE
 
 

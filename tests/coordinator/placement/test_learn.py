@@ -11,7 +11,7 @@ import pytest
 
 from novacron.coordinator.cli import main
 from novacron.coordinator.placement.engine import Policy, select
-from novacron.coordinator.placement.hosts_build import synthetic_hosts
+from novacron.coordinator.placement.hosts_synthetic import synthetic_hosts
 from novacron.coordinator.placement.learn import (
     Example,
     NotEnoughOutcomes,

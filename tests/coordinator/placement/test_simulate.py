@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from novacron.coordinator.placement.hosts import HostTable
-from novacron.coordinator.placement.hosts_build import hosts_from_csv
+from novacron.coordinator.placement.hosts_csv import hosts_from_csv
 from novacron.coordinator.placement.settings import PlacementSettings
 from novacron.coordinator.placement.simulate import (
     POLICIES,
