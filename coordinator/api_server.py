@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health as grpc_health
@@ -68,12 +69,34 @@ def require_client_certificate(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
-class ApiServer:
-    """A grpc.aio server for the scheduler API; ``start``/``stop`` from the coordinator."""
+class ApiService(Protocol):
+    """A servicer served beside placement (optimisation, remediation)."""
 
-    def __init__(self, config: CoordinatorConfig, servicer: PlacementServicer) -> None:
+    authorize: Callable[[grpc.aio.ServicerContext], str | None] | None
+
+    def handler(self) -> grpc.GenericRpcHandler: ...
+
+
+class ApiServer:
+    """A grpc.aio server for the scheduler API; ``start``/``stop`` from the coordinator.
+
+    ``services`` maps further service names to servicers; ``background`` are coroutines
+    run while the server serves (cancelled at stop), e.g. the recommendation refresh.
+    """
+
+    def __init__(
+        self,
+        config: CoordinatorConfig,
+        servicer: PlacementServicer,
+        *,
+        services: Mapping[str, ApiService] | None = None,
+        background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+    ) -> None:
         self.config = config
         self.servicer = servicer
+        self.services: dict[str, ApiService] = dict(services or {})
+        self._background = tuple(background)
+        self._background_tasks: list[asyncio.Task[None]] = []
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._health = grpc_health.aio.HealthServicer()
@@ -122,13 +145,15 @@ class ApiServer:
         if not self.config.api_insecure:
             tls = self.config.tls
             credentials = server_credentials(tls.ca_cert, tls.server_cert, tls.server_key)
-        if not self.config.api_insecure and self.servicer.authorize is None:
-            self.servicer.authorize = require_client_certificate
+        servicers: dict[str, ApiService] = {PLACEMENT_SERVICE: self.servicer, **self.services}
+        for servicer in servicers.values():
+            if not self.config.api_insecure and servicer.authorize is None:
+                servicer.authorize = require_client_certificate
         server = grpc.aio.server(options=list(_SERVER_OPTIONS))
-        server.add_generic_rpc_handlers((self.servicer.handler(),))
+        server.add_generic_rpc_handlers(tuple(s.handler() for s in servicers.values()))
         grpc_health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
-            (PLACEMENT_SERVICE, grpc_health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (*servicers, grpc_health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         try:
             if credentials is None:
@@ -144,7 +169,11 @@ class ApiServer:
             self._refresh_task = asyncio.create_task(
                 self._refresh_loop(self._live_tables), name="placement-table-refresh"
             )
-        for service in ("", PLACEMENT_SERVICE):
+        self._background_tasks = [
+            asyncio.create_task(run(), name=f"api-background-{i}")
+            for i, run in enumerate(self._background)
+        ]
+        for service in ("", *servicers):
             await self._health.set(service, grpc_health_pb2.HealthCheckResponse.SERVING)
         log.info(
             "scheduler API listening",
@@ -172,6 +201,10 @@ class ApiServer:
         if self._refresh_task is not None:
             self._refresh_task.cancel()
             self._refresh_task = None
+        for task in self._background_tasks:
+            task.cancel()
+        await asyncio.gather(*self._background_tasks, return_exceptions=True)
+        self._background_tasks = []
         await server.stop(grace_seconds)
         await self.servicer.close()
         refresher = self._live_tables.refreshing() if self._live_tables is not None else None

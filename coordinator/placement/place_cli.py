@@ -13,25 +13,28 @@ or failed, 2 a usage error or a request the API rejected as malformed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf.json_format import MessageToDict
 
+from novacron.coordinator.api_client import (
+    EXIT_USAGE,
+    UsageError,
+    add_api_client_options,
+    message_json,
+    open_channel,
+    report_rpc_error,
+    request_header,
+)
 from novacron.coordinator.placement.convert import spec_from_request
 from novacron.coordinator.placement.request import GroupPolicy, PlacementRequest, ServerGroup
-from novacron.protos import CONTRACT_MINOR_VERSION, __version__, common_pb2, placement_pb2
+from novacron.protos import common_pb2, placement_pb2
 from novacron.protos.placement_pb2_grpc import PlacementServiceStub
-from novacron.protos.runtime.tls import TlsConfigError, channel_credentials
+from novacron.protos.runtime.tls import TlsConfigError
 
 PROG = "novacron-coordinator place"
-EXIT_UNAVAILABLE = 1
-EXIT_USAGE = 2
-DEFAULT_TIMEOUT_SECONDS = 5.0
 
 
 def add_place_command(sub: Any) -> argparse.ArgumentParser:
@@ -41,17 +44,7 @@ def add_place_command(sub: Any) -> argparse.ArgumentParser:
         description="Rank the hosts that can take a VM (SelectHosts), explain one host "
         "(--explain) or list the factor catalogue (--factors), over the scheduler API.",
     )
-    place.add_argument("--api", required=True, metavar="HOST:PORT", help="the [api] address")
-    place.add_argument("--insecure", action="store_true", help="plaintext (tests, demos)")
-    place.add_argument("--ca", type=Path, help="CA certificate (mTLS)")
-    place.add_argument("--cert", type=Path, help="API client certificate (pki issue-client)")
-    place.add_argument("--key", type=Path, help="its private key")
-    place.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT_SECONDS,
-        help=f"deadline in seconds (default {DEFAULT_TIMEOUT_SECONDS:g})",
-    )
+    add_api_client_options(place)
     place.add_argument("--vcpus", type=int)
     place.add_argument("--memory-mib", type=int)
     place.add_argument("--disk-gib", type=int, default=0)
@@ -102,13 +95,9 @@ def add_place_command(sub: Any) -> argparse.ArgumentParser:
     return place
 
 
-class UsageError(Exception):
-    pass
-
-
 def cmd_place(args: argparse.Namespace) -> int:
     try:
-        channel = _channel(args)
+        channel = open_channel(args)
     except (UsageError, TlsConfigError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -140,27 +129,11 @@ def cmd_place(args: argparse.Namespace) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except grpc.RpcError as exc:
-        code = exc.code() if hasattr(exc, "code") else None
-        details = exc.details() if hasattr(exc, "details") else str(exc)
-        print(f"{PROG}: {args.api}: {code.name if code else 'error'}: {details}", file=sys.stderr)
-        malformed = code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
-        return EXIT_USAGE if malformed else EXIT_UNAVAILABLE
-
-
-def _channel(args: argparse.Namespace) -> grpc.Channel:
-    if args.insecure:
-        return grpc.insecure_channel(args.api)
-    if not (args.ca and args.cert and args.key):
-        raise UsageError("give --ca, --cert and --key (mutual TLS), or --insecure")
-    return grpc.secure_channel(args.api, channel_credentials(args.ca, args.cert, args.key))
+        return report_rpc_error(PROG, args.api, exc)
 
 
 def _header(args: argparse.Namespace) -> common_pb2.RequestHeader:
-    return common_pb2.RequestHeader(
-        contract_minor_version=CONTRACT_MINOR_VERSION,
-        request_id=args.request_id,
-        client=f"novacron-coordinator-place/{__version__}",
-    )
+    return request_header("novacron-coordinator-place", args.request_id)
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, float]:
@@ -225,8 +198,7 @@ def _select_request(args: argparse.Namespace) -> placement_pb2.SelectHostsReques
 # ---------------------------------------------------------------------- rendering
 
 
-def _json(message: Any) -> str:
-    return json.dumps(MessageToDict(message, preserving_proto_field_name=True), indent=2)
+_json = message_json
 
 
 def _iso(stamp: Any) -> str:

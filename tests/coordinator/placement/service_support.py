@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from novacron.coordinator.api_server import ApiServer
+from novacron.coordinator.api_server import ApiServer, ApiService
 from novacron.coordinator.config import ApiSettings, CoordinatorConfig, CoordinatorSettings
 from novacron.coordinator.placement.claims import Claim, ClaimBook, TableBuilder
 from novacron.coordinator.placement.engine import Policy
@@ -48,8 +48,14 @@ def insecure_api_config(db_path: Path) -> CoordinatorConfig:
 class ApiThread:
     """Serve ``servicer`` with :class:`ApiServer` on a real loopback port."""
 
-    def __init__(self, config: CoordinatorConfig, servicer: PlacementServicer) -> None:
-        self.server = ApiServer(config, servicer)
+    def __init__(
+        self,
+        config: CoordinatorConfig,
+        servicer: PlacementServicer,
+        *,
+        services: Mapping[str, ApiService] | None = None,
+    ) -> None:
+        self.server = ApiServer(config, servicer, services=services)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 

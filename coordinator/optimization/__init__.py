@@ -1,0 +1,1 @@
+"""Fleet optimisation: capacity forecasts, right-sizing and consolidation, as recommendations."""
