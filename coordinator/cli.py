@@ -23,6 +23,7 @@ from typing import Any
 
 from novacron.coordinator.config import DEFAULT_CONFIG_PATH, CoordinatorConfig, load_config
 from novacron.coordinator.fleet import liveness
+from novacron.coordinator.optimization.recommend_cli import add_recommend_command, run_recommend
 from novacron.coordinator.pki_cli import add_pki_commands, run_pki
 from novacron.coordinator.placement.learn_cli import add_learn_command, run_learn
 from novacron.coordinator.placement.place_cli import add_place_command, cmd_place
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(add_simulate_command(sub))
     _config_option(add_learn_command(sub))
     _config_option(add_place_command(sub))
+    _config_option(add_recommend_command(sub))
     return parser
 
 
@@ -190,6 +192,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, CoordinatorConfig], int]] = {
     "simulate": cmd_simulate,
     "learn-weights": cmd_learn_weights,
     "place": lambda args, config: cmd_place(args),  # needs no coordinator config
+    "recommend": lambda args, config: run_recommend(args),
 }
 
 
